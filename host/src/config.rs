@@ -1,0 +1,114 @@
+//! Server configuration: flags and `TIDINGS_*` environment variables, with the defaults of
+//! the contract (`127.0.0.1:3002`, data in `./data`, SQLite, bundled plugins).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::plugin::Limits;
+
+/// `tidings serve` options. Each flag can also be set by its environment variable.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, env = "TIDINGS_LISTEN", default_value = "127.0.0.1:3002")]
+    pub listen: SocketAddr,
+    /// Directory for the embedded SQLite database.
+    #[arg(long, env = "TIDINGS_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// A `postgres://` URL to use PostgreSQL instead of SQLite.
+    #[arg(long, env = "TIDINGS_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// A directory of extra plugin components (`*.wasm`) loaded at start.
+    #[arg(long, env = "TIDINGS_PLUGIN_DIR")]
+    pub plugin_dir: Option<PathBuf>,
+    /// Extra origins (comma-separated, e.g. `https://app.example`) allowed for browser
+    /// requests and Socket.IO handshakes, besides the server's own.
+    #[arg(long, env = "TIDINGS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+    /// Mark the session cookie `Secure` (set this when served over TLS, e.g. behind a proxy).
+    #[arg(long, env = "TIDINGS_SECURE_COOKIES")]
+    pub secure_cookies: bool,
+    /// Wall-clock budget of one plugin call, in milliseconds.
+    #[arg(long, env = "TIDINGS_PLUGIN_TIMEOUT_MS", default_value_t = 100)]
+    pub plugin_timeout_ms: u64,
+    /// Linear memory cap of one plugin instance, in MiB.
+    #[arg(long, env = "TIDINGS_PLUGIN_MEMORY_MIB", default_value_t = 64)]
+    pub plugin_memory_mib: usize,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "TIDINGS_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+    /// Skip the bundled plugins (serve only those in the plugin directory).
+    #[arg(long, env = "TIDINGS_NO_BUNDLED_PLUGINS")]
+    pub no_bundled_plugins: bool,
+    /// Let ADMINs pin the host clock with `PUT /api/v1/admin/clock` (for tests only).
+    #[arg(long, env = "TIDINGS_TEST_CLOCK")]
+    pub test_clock: bool,
+}
+
+/// The configuration the server runs with.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub plugin_dir: Option<PathBuf>,
+    pub allowed_origins: Vec<String>,
+    pub secure_cookies: bool,
+    pub limits: Limits,
+    pub max_body_bytes: usize,
+    pub bundled_plugins: bool,
+    pub test_clock: bool,
+    /// Create this ADMIN on first start (`TIDINGS_ADMIN_EMAIL`, `TIDINGS_ADMIN_PASSWORD`).
+    pub bootstrap_admin: Option<(String, String)>,
+}
+
+impl From<ServeArgs> for Config {
+    fn from(args: ServeArgs) -> Self {
+        let bootstrap_admin = match (std::env::var("TIDINGS_ADMIN_EMAIL"), std::env::var("TIDINGS_ADMIN_PASSWORD")) {
+            (Ok(email), Ok(password)) if !email.is_empty() => Some((email, password)),
+            _ => None,
+        };
+        Config {
+            listen: args.listen,
+            data_dir: args.data_dir,
+            database_url: args.database_url.filter(|u| !u.is_empty()),
+            plugin_dir: args.plugin_dir,
+            allowed_origins: args
+                .allowed_origins
+                .into_iter()
+                .map(|o| o.trim().trim_end_matches('/').to_owned())
+                .filter(|o| !o.is_empty())
+                .collect(),
+            secure_cookies: args.secure_cookies,
+            limits: Limits {
+                timeout: Duration::from_millis(args.plugin_timeout_ms),
+                max_memory: args.plugin_memory_mib << 20,
+                ..Limits::default()
+            },
+            max_body_bytes: args.max_body_bytes,
+            bundled_plugins: !args.no_bundled_plugins,
+            test_clock: args.test_clock,
+            bootstrap_admin,
+        }
+    }
+}
+
+impl Config {
+    /// A configuration for tests: a free port, the given data directory, bundled plugins.
+    pub fn for_tests(data_dir: PathBuf) -> Config {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir,
+            database_url: None,
+            plugin_dir: None,
+            allowed_origins: Vec::new(),
+            secure_cookies: false,
+            limits: Limits::default(),
+            max_body_bytes: 1 << 20,
+            bundled_plugins: true,
+            test_clock: true,
+            bootstrap_admin: None,
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! The data layer: one API over two backends (SQLite by default, PostgreSQL for scale).
+//!
+//! Only this module contains SQL. Each submodule is one aggregate (`users`, `sessions`,
+//! `records`, `notifications`) of free functions taking a connection or transaction. The
+//! SQL is portable except where [`Dialect`] says otherwise (JSON field access in `records`).
+
+pub mod notifications;
+pub mod records;
+pub mod sessions;
+pub mod users;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{Any, AnyPool, Executor, Transaction};
+
+/// The embedded migrations (`/migrations`), shared by both backends.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+
+/// A database transaction on either backend.
+pub type Tx = Transaction<'static, Any>;
+
+/// Errors of the data layer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("database error: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0} already exists")]
+    Conflict(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl Error {
+    /// Whether retrying the whole transaction may succeed (a serialization failure on
+    /// PostgreSQL, a busy database on SQLite).
+    pub fn is_transient(&self) -> bool {
+        let Error::Sqlx(sqlx::Error::Database(db)) = self else { return false };
+        matches!(db.code().as_deref(), Some("40001" | "40P01" | "5" | "517" | "6"))
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The SQL dialect of the connected backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A connection pool plus what the queries need to know about its backend.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pub pool: AnyPool,
+    pub dialect: Dialect,
+}
+
+impl Db {
+    /// Open the SQLite database in `data_dir` (creating it) or the PostgreSQL database at
+    /// `url`, and run the migrations.
+    pub async fn connect(url: Option<&str>, data_dir: &Path) -> Result<Db> {
+        sqlx::any::install_default_drivers();
+        let (url, dialect) = match url {
+            Some(url) if url.starts_with("postgres:") || url.starts_with("postgresql:") => {
+                (url.to_owned(), Dialect::Postgres)
+            }
+            Some(url) if url.starts_with("sqlite:") => (url.to_owned(), Dialect::Sqlite),
+            Some(other) => {
+                return Err(Error::Sqlx(sqlx::Error::Configuration(
+                    format!("unsupported database URL {other:?}: use postgres:// or sqlite://").into(),
+                )));
+            }
+            None => {
+                std::fs::create_dir_all(data_dir).map_err(|e| Error::Sqlx(sqlx::Error::Io(e)))?;
+                let path = data_dir.join("tidings.db");
+                (format!("sqlite://{}?mode=rwc", path.display()), Dialect::Sqlite)
+            }
+        };
+        let options = AnyConnectOptions::from_str(&url)?;
+        let pool = match dialect {
+            Dialect::Sqlite => {
+                AnyPoolOptions::new()
+                    .max_connections(8)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            // WAL lets readers run beside the one writer; FULL syncs the WAL on
+                            // every commit, so an acknowledged write survives a power loss.
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(options)
+                    .await?
+            }
+            Dialect::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(options)
+                    .await?
+            }
+        };
+        MIGRATOR.run(&pool).await?;
+        Ok(Db { pool, dialect })
+    }
+
+    /// Begin a transaction for a request that may write. On SQLite it takes the write lock
+    /// up front (`BEGIN IMMEDIATE`) so that a read-then-write never fails halfway; on
+    /// PostgreSQL it is SERIALIZABLE, and the caller retries on [`Error::is_transient`].
+    pub async fn begin_write(&self) -> Result<Tx> {
+        Ok(match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Dialect::Postgres => self.pool.begin_with("BEGIN ISOLATION LEVEL SERIALIZABLE").await?,
+        })
+    }
+
+    /// Begin a read-only transaction: one consistent snapshot for a GET.
+    pub async fn begin_read(&self) -> Result<Tx> {
+        Ok(match self.dialect {
+            Dialect::Sqlite => self.pool.begin().await?,
+            Dialect::Postgres => self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?,
+        })
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+/// Map a unique-constraint violation to [`Error::Conflict`] naming `what`.
+pub(crate) fn conflict_on_unique(err: sqlx::Error, what: &str) -> Error {
+    if let sqlx::Error::Database(db) = &err {
+        if db.is_unique_violation() {
+            return Error::Conflict(what.to_owned());
+        }
+    }
+    Error::Sqlx(err)
+}

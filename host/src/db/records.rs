@@ -1,0 +1,328 @@
+//! The generic record store: every plugin record type as JSON rows in `records`.
+//!
+//! Plugins add record types without SQL: they read through [`get`] and [`find`] (field
+//! conditions compiled to JSON expressions per [`Dialect`]) and the host applies their
+//! writes with [`apply`], checking the version each write expects. Fields a plugin queries
+//! on are indexed by [`ensure_index`] when the plugin loads.
+
+use std::fmt::Write as _;
+
+use sqlx::{AnyConnection, AssertSqlSafe, FromRow};
+
+use super::{Db, Dialect, Error, Result};
+
+/// A stored record as the store returns it.
+#[derive(Clone, Debug, FromRow, PartialEq)]
+pub struct StoredRecord {
+    pub record_type: String,
+    pub id: String,
+    pub data: String,
+    pub version: i64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A scalar to compare a field with.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+#[derive(Clone, Debug)]
+pub struct Condition {
+    pub field: String,
+    pub op: Op,
+    pub value: Value,
+}
+
+#[derive(Clone, Debug)]
+pub struct Query {
+    pub record_type: String,
+    pub conditions: Vec<Condition>,
+    /// `(field, descending)`; without it, records come in `id` order.
+    pub order_by: Option<(String, bool)>,
+    pub limit: Option<u32>,
+}
+
+/// One write requested by a plugin.
+#[derive(Clone, Debug)]
+pub enum Write {
+    Upsert { record_type: String, id: String, data: String, expected_version: Option<i64> },
+    Delete { record_type: String, id: String, expected_version: Option<i64> },
+}
+
+/// Errors that are the caller's (the plugin's) fault rather than the database's.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum RecordError {
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
+    #[error("{0}")]
+    VersionConflict(String),
+}
+
+const COLUMNS: &str = "record_type, id, data, version, created_at, updated_at";
+
+pub async fn get(conn: &mut AnyConnection, record_type: &str, id: &str) -> Result<Option<StoredRecord>> {
+    let sql = AssertSqlSafe(format!("SELECT {COLUMNS} FROM records WHERE record_type = $1 AND id = $2"));
+    Ok(sqlx::query_as(sql).bind(record_type).bind(id).fetch_optional(conn).await?)
+}
+
+/// Run a field query. `Ok(Err(_))` is a malformed query (the plugin's mistake).
+pub async fn find(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    query: &Query,
+) -> Result<Result<Vec<StoredRecord>, RecordError>> {
+    let compiled = match compile(dialect, query) {
+        Ok(compiled) => compiled,
+        Err(e) => return Ok(Err(e)),
+    };
+    let mut q = sqlx::query_as::<_, StoredRecord>(AssertSqlSafe(compiled.sql)).bind(query.record_type.clone());
+    for value in compiled.binds {
+        q = match value {
+            Bind::Text(s) => q.bind(s),
+            Bind::Int(n) => q.bind(n),
+            Bind::Float(f) => q.bind(f),
+        };
+    }
+    Ok(Ok(q.fetch_all(conn).await?))
+}
+
+/// Apply one write stamped with `now`. A version mismatch, a duplicate insert or an update
+/// of a missing record is `Ok(Err(VersionConflict))`; the caller rolls back.
+pub async fn apply(conn: &mut AnyConnection, write: &Write, now: &str) -> Result<Result<(), RecordError>> {
+    let affected = match write {
+        Write::Upsert { record_type, id, data, expected_version: None } => sqlx::query(
+            "INSERT INTO records (record_type, id, data, version, created_at, updated_at) \
+                 VALUES ($1, $2, $3, 1, $4, $4) ON CONFLICT (record_type, id) DO NOTHING",
+        )
+        .bind(record_type)
+        .bind(id)
+        .bind(data)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected(),
+        Write::Upsert { record_type, id, data, expected_version: Some(version) } => sqlx::query(
+            "UPDATE records SET data = $3, version = version + 1, updated_at = $4 \
+                 WHERE record_type = $1 AND id = $2 AND version = $5",
+        )
+        .bind(record_type)
+        .bind(id)
+        .bind(data)
+        .bind(now)
+        .bind(*version)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected(),
+        Write::Delete { record_type, id, expected_version } => {
+            sqlx::query("DELETE FROM records WHERE record_type = $1 AND id = $2 AND ($3 IS NULL OR version = $3)")
+                .bind(record_type)
+                .bind(id)
+                .bind(*expected_version)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected()
+        }
+    };
+    if affected == 1 {
+        return Ok(Ok(()));
+    }
+    Ok(Err(RecordError::VersionConflict(match write {
+        Write::Upsert { record_type, id, expected_version: None, .. } => {
+            format!("{record_type} {id} already exists")
+        }
+        Write::Upsert { record_type, id, .. } | Write::Delete { record_type, id, .. } => {
+            format!("{record_type} {id} was changed or deleted by another request")
+        }
+    })))
+}
+
+/// Create the index that serves queries on `record_type`'s `field`, if it is missing.
+pub async fn ensure_index(db: &Db, record_type: &str, field: &str) -> Result<()> {
+    let expr = field_expr(db.dialect, field).map_err(|e| Error::Corrupt(e.to_string()))?;
+    let name = index_name(record_type, field);
+    // The index is on (record_type, expr) rather than partial, so that it serves queries
+    // where the record type is a bound parameter.
+    let sql = format!("CREATE INDEX IF NOT EXISTS {name} ON records (record_type, ({expr}))");
+    sqlx::query(AssertSqlSafe(sql)).execute(&db.pool).await?;
+    Ok(())
+}
+
+fn index_name(record_type: &str, field: &str) -> String {
+    let mut name = String::from("records_idx_");
+    for c in record_type.chars().chain(['_', '_']).chain(field.chars()) {
+        name.push(if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' });
+    }
+    // Distinct names for fields that differ only in case or punctuation.
+    let hash = field.bytes().chain(record_type.bytes()).fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
+    let _ = write!(name, "_{hash:08x}");
+    name.truncate(63);
+    name
+}
+
+enum Bind {
+    Text(String),
+    Int(i64),
+    Float(f64),
+}
+
+struct Compiled {
+    sql: String,
+    binds: Vec<Bind>,
+}
+
+/// The host-owned columns that queries may name like fields.
+fn column(field: &str) -> Option<&'static str> {
+    match field {
+        "id" => Some("id"),
+        "createdAt" => Some("created_at"),
+        "updatedAt" => Some("updated_at"),
+        _ => None,
+    }
+}
+
+/// The SQL expression reading `field` out of a record. Field names are restricted to
+/// identifiers, so they can be spliced into SQL safely.
+fn field_expr(dialect: Dialect, field: &str) -> Result<String, RecordError> {
+    if let Some(column) = column(field) {
+        return Ok(column.to_owned());
+    }
+    let valid = field.len() <= 64
+        && field.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(RecordError::InvalidQuery(format!("{field:?} is not a valid field name")));
+    }
+    Ok(match dialect {
+        Dialect::Sqlite => format!("json_extract(data, '$.{field}')"),
+        Dialect::Postgres => format!("(data::jsonb -> '{field}')"),
+    })
+}
+
+fn compile(dialect: Dialect, query: &Query) -> Result<Compiled, RecordError> {
+    let mut sql = format!("SELECT {COLUMNS} FROM records WHERE record_type = $1");
+    let mut binds = Vec::new();
+    for condition in &query.conditions {
+        let expr = field_expr(dialect, &condition.field)?;
+        let op = match condition.op {
+            Op::Eq => "=",
+            Op::Ne => "<>",
+            Op::Lt => "<",
+            Op::Le => "<=",
+            Op::Gt => ">",
+            Op::Ge => ">=",
+        };
+        if condition.value == Value::Null {
+            let test = match (condition.op, dialect, column(&condition.field)) {
+                (Op::Eq, Dialect::Sqlite, _) | (Op::Eq, _, Some(_)) => format!("{expr} IS NULL"),
+                (Op::Ne, Dialect::Sqlite, _) | (Op::Ne, _, Some(_)) => format!("{expr} IS NOT NULL"),
+                // A missing key and a JSON null both count as null.
+                (Op::Eq, Dialect::Postgres, None) => format!("COALESCE({expr}, 'null'::jsonb) = 'null'::jsonb"),
+                (Op::Ne, Dialect::Postgres, None) => format!("COALESCE({expr}, 'null'::jsonb) <> 'null'::jsonb"),
+                _ => return Err(RecordError::InvalidQuery("null can only be compared with eq or ne".into())),
+            };
+            let _ = write!(sql, " AND {test}");
+            continue;
+        }
+        let n = binds.len() + 2;
+        match (dialect, column(&condition.field)) {
+            // Host columns are text; only text compares with them.
+            (_, Some(_)) => {
+                let Value::Text(text) = &condition.value else {
+                    return Err(RecordError::InvalidQuery(format!("{} compares with text only", condition.field)));
+                };
+                let _ = write!(sql, " AND {expr} {op} ${n}");
+                binds.push(Bind::Text(text.clone()));
+            }
+            (Dialect::Sqlite, None) => {
+                let _ = write!(sql, " AND {expr} {op} ${n}");
+                binds.push(match &condition.value {
+                    // json_extract yields 1/0 for true/false.
+                    Value::Bool(b) => Bind::Int(i64::from(*b)),
+                    Value::Int(i) => Bind::Int(*i),
+                    Value::Float(f) => Bind::Float(*f),
+                    Value::Text(t) => Bind::Text(t.clone()),
+                    Value::Null => unreachable!("handled above"),
+                });
+            }
+            (Dialect::Postgres, None) => {
+                // jsonb compares type-aware: numbers numerically, strings as text.
+                let _ = write!(sql, " AND {expr} {op} CAST(${n} AS jsonb)");
+                let json = match &condition.value {
+                    Value::Bool(b) => serde_json::Value::Bool(*b),
+                    Value::Int(i) => serde_json::Value::from(*i),
+                    Value::Float(f) => serde_json::Number::from_f64(*f)
+                        .map(serde_json::Value::Number)
+                        .ok_or_else(|| RecordError::InvalidQuery("NaN and infinity cannot be compared".into()))?,
+                    Value::Text(t) => serde_json::Value::String(t.clone()),
+                    Value::Null => unreachable!("handled above"),
+                };
+                binds.push(Bind::Text(json.to_string()));
+            }
+        }
+    }
+    match &query.order_by {
+        Some((field, descending)) => {
+            let expr = field_expr(dialect, field)?;
+            let direction = if *descending { "DESC" } else { "ASC" };
+            let _ = write!(sql, " ORDER BY {expr} {direction}, id ASC");
+        }
+        None => sql.push_str(" ORDER BY id ASC"),
+    }
+    if let Some(limit) = query.limit {
+        let _ = write!(sql, " LIMIT {limit}");
+    }
+    Ok(Compiled { sql, binds })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(field: &str, value: Value) -> Query {
+        Query {
+            record_type: "T".into(),
+            conditions: vec![Condition { field: field.into(), op: Op::Eq, value }],
+            order_by: None,
+            limit: None,
+        }
+    }
+
+    #[test]
+    fn field_names_cannot_inject_sql() {
+        for bad in ["a'b", "a.b", "a b", "", "1a", "a--"] {
+            assert!(compile(Dialect::Sqlite, &query(bad, Value::Int(1))).is_err(), "{bad:?} accepted");
+            assert!(compile(Dialect::Postgres, &query(bad, Value::Int(1))).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn host_columns_compare_with_text_only() {
+        assert!(compile(Dialect::Sqlite, &query("createdAt", Value::Int(1))).is_err());
+        let ok = compile(Dialect::Postgres, &query("createdAt", Value::Text("2026".into()))).unwrap();
+        assert!(ok.sql.contains("created_at = $2"), "{}", ok.sql);
+    }
+
+    #[test]
+    fn index_names_are_identifiers_within_postgres_limits() {
+        let name = index_name("EVENT_GROUP", &"x".repeat(64));
+        assert!(name.len() <= 63);
+        assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+        assert_ne!(index_name("A", "ab"), index_name("A", "aB"));
+    }
+}

@@ -1,0 +1,79 @@
+//! Users: the host-owned accounts that sessions belong to. Plugins never write these.
+
+use sqlx::{AnyExecutor, FromRow};
+
+use super::{Result, conflict_on_unique};
+
+/// A stored user, without the password hash.
+#[derive(Clone, Debug, FromRow)]
+pub struct UserRow {
+    pub id: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub role: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A user to create; `password_hash` is a PHC string (argon2id).
+pub struct NewUser<'a> {
+    pub id: &'a str,
+    pub email: &'a str,
+    pub password_hash: &'a str,
+    pub first_name: &'a str,
+    pub last_name: &'a str,
+    pub role: &'a str,
+    pub now: &'a str,
+}
+
+const COLUMNS: &str = "id, email, first_name, last_name, role, created_at, updated_at";
+
+/// Insert a user; a taken e-mail (in any case) is [`super::Error::Conflict`].
+pub async fn insert<'c>(db: impl AnyExecutor<'c>, user: NewUser<'_>) -> Result<UserRow> {
+    sqlx::query(
+        "INSERT INTO users (id, email, password_hash, first_name, last_name, role, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+    )
+    .bind(user.id)
+    .bind(user.email)
+    .bind(user.password_hash)
+    .bind(user.first_name)
+    .bind(user.last_name)
+    .bind(user.role)
+    .bind(user.now)
+    .execute(db)
+    .await
+    .map_err(|e| conflict_on_unique(e, "a user with this e-mail"))?;
+    Ok(UserRow {
+        id: user.id.into(),
+        email: user.email.into(),
+        first_name: user.first_name.into(),
+        last_name: user.last_name.into(),
+        role: user.role.into(),
+        created_at: user.now.into(),
+        updated_at: user.now.into(),
+    })
+}
+
+/// The user with this e-mail (compared case-insensitively) and their password hash.
+pub async fn by_email<'c>(db: impl AnyExecutor<'c>, email: &str) -> Result<Option<(UserRow, String)>> {
+    #[derive(FromRow)]
+    struct WithHash {
+        #[sqlx(flatten)]
+        user: UserRow,
+        password_hash: String,
+    }
+    let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS}, password_hash FROM users WHERE lower(email) = lower($1)"));
+    let row: Option<WithHash> = sqlx::query_as(sql).bind(email).fetch_optional(db).await?;
+    Ok(row.map(|r| (r.user, r.password_hash)))
+}
+
+pub async fn by_id<'c>(db: impl AnyExecutor<'c>, id: &str) -> Result<Option<UserRow>> {
+    let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM users WHERE id = $1"));
+    Ok(sqlx::query_as(sql).bind(id).fetch_optional(db).await?)
+}
+
+pub async fn count<'c>(db: impl AnyExecutor<'c>) -> Result<i64> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(db).await?)
+}

@@ -1,0 +1,281 @@
+//! The request pipeline between the HTTP layer and the plugin runtime:
+//! transaction → plugin → output checks → writes with version checks → notification log →
+//! commit. Nothing is written or logged when any step fails; emission is the caller's, after
+//! this returns.
+//!
+//! Plugins are pure controllers (their only inputs are the request and their reads), so a
+//! transaction that the database aborts for a transient reason is simply run again.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::db::notifications::{self as log, LoggedNotification};
+use crate::db::records;
+use crate::db::{self, Db};
+use crate::notifications::{ADMIN_ROOM, ALL_ROOM, session_room, user_room};
+use crate::plugin::types::{Change, Notification, Response, Target, Write};
+use crate::plugin::{self, FaultKind, LoadedPlugin, Runtime, types};
+
+/// Most attempts for a transaction aborted by a transient database conflict.
+const MAX_ATTEMPTS: u32 = 4;
+
+/// Caps on what one plugin response may carry.
+pub const MAX_BODY_BYTES: usize = 4 << 20;
+pub const MAX_WRITES: usize = 1_000;
+pub const MAX_RECORD_BYTES: usize = 1 << 20;
+pub const MAX_NOTIFICATIONS: usize = 1_000;
+pub const MAX_TARGETS: usize = 100;
+
+/// A committed outcome: what to answer and what to emit.
+#[derive(Debug)]
+pub struct Outcome {
+    pub status: u16,
+    pub body: Option<String>,
+    pub notifications: Vec<LoggedNotification>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    #[error(transparent)]
+    Plugin(#[from] plugin::Error),
+    /// A write's version check failed: someone changed the record meanwhile.
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Db(#[from] db::Error),
+}
+
+/// Run one request through `plugin` and commit its effects.
+pub async fn run(
+    db: &Db,
+    runtime: &Runtime,
+    plugin: &LoadedPlugin,
+    req: &types::Request,
+    read_only: bool,
+) -> Result<Outcome, DispatchError> {
+    let mut attempt = 1;
+    loop {
+        match run_once(db, runtime, plugin, req, read_only).await {
+            Err(DispatchError::Db(err) | DispatchError::Plugin(plugin::Error::Host(err)))
+                if err.is_transient() && attempt < MAX_ATTEMPTS =>
+            {
+                tracing::debug!(attempt, %err, "transaction aborted; retrying");
+                tokio::time::sleep(Duration::from_millis(5 << attempt)).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn run_once(
+    db: &Db,
+    runtime: &Runtime,
+    plugin: &LoadedPlugin,
+    req: &types::Request,
+    read_only: bool,
+) -> Result<Outcome, DispatchError> {
+    let tx = if read_only { db.begin_read().await? } else { db.begin_write().await? };
+    let (result, tx) = runtime.handle(plugin, req, tx).await;
+    let response = result?;
+    let mut tx = tx.ok_or_else(|| fault(plugin, "the transaction was lost during the call".into()))?;
+    let checked = check(plugin, response, req.socket_id.as_deref(), read_only).map_err(|m| fault(plugin, m))?;
+
+    for write in &checked.writes {
+        records::apply(&mut tx, write, &req.now).await?.map_err(|e| DispatchError::Conflict(e.to_string()))?;
+    }
+    let mut logged = Vec::with_capacity(checked.notifications.len());
+    for n in checked.notifications {
+        let seq = log::next_seq(&mut tx).await?;
+        let mut payload = n.payload;
+        payload.insert("offset".into(), seq.into());
+        let entry = LoggedNotification {
+            seq,
+            event: n.event.into(),
+            record_type: n.record_type,
+            payload: Value::Object(payload).to_string(),
+            targets: Value::from(n.rooms).to_string(),
+            exclude_socket: n.exclude_socket,
+            created_at: req.now.clone(),
+        };
+        log::append(&mut tx, &entry).await?;
+        logged.push(entry);
+    }
+    if checked.writes.is_empty() && logged.is_empty() {
+        // Nothing to keep: end the read snapshot.
+        tx.rollback().await.map_err(db::Error::from)?;
+    } else {
+        tx.commit().await.map_err(db::Error::from)?;
+    }
+    Ok(Outcome { status: checked.status, body: checked.body, notifications: logged })
+}
+
+fn fault(plugin: &LoadedPlugin, message: String) -> DispatchError {
+    plugin.stats.faults.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    DispatchError::Plugin(plugin::Error::Fault {
+        plugin: plugin.descriptor.name.clone(),
+        kind: FaultKind::InvalidOutput,
+        message,
+    })
+}
+
+struct Checked {
+    status: u16,
+    body: Option<String>,
+    writes: Vec<records::Write>,
+    notifications: Vec<CheckedNotification>,
+}
+
+struct CheckedNotification {
+    event: &'static str,
+    record_type: String,
+    payload: Map<String, Value>,
+    rooms: Vec<String>,
+    exclude_socket: Option<String>,
+}
+
+/// Treat the plugin's output as untrusted: check every rule of the interface before any of
+/// it touches the database or a socket.
+fn check(
+    plugin: &LoadedPlugin,
+    response: Response,
+    socket_id: Option<&str>,
+    read_only: bool,
+) -> Result<Checked, String> {
+    if !(200..300).contains(&response.status) {
+        return Err(format!("status {} is not a success status; refusals are plugin-errors", response.status));
+    }
+    if let Some(body) = &response.body {
+        if body.len() > MAX_BODY_BYTES {
+            return Err(format!("the body has {} bytes, more than {MAX_BODY_BYTES}", body.len()));
+        }
+        serde_json::from_str::<serde::de::IgnoredAny>(body).map_err(|e| format!("the body is not JSON: {e}"))?;
+    }
+    if read_only && (!response.writes.is_empty() || !response.notifications.is_empty()) {
+        return Err("a GET action may not write or notify".into());
+    }
+    if response.writes.len() > MAX_WRITES {
+        return Err(format!("{} writes, more than {MAX_WRITES}", response.writes.len()));
+    }
+    if response.notifications.len() > MAX_NOTIFICATIONS {
+        return Err(format!("{} notifications, more than {MAX_NOTIFICATIONS}", response.notifications.len()));
+    }
+    let granted = |record_type: &str| {
+        if plugin.may_write(record_type) {
+            Ok(())
+        } else {
+            Err(format!("record type {record_type} is not in the plugin's write grants"))
+        }
+    };
+    let writes = response
+        .writes
+        .into_iter()
+        .map(|write| match write {
+            Write::Upsert(u) => {
+                granted(&u.record_type)?;
+                check_id(&u.id)?;
+                if u.data.len() > MAX_RECORD_BYTES {
+                    return Err(format!("record {} has {} bytes, more than {MAX_RECORD_BYTES}", u.id, u.data.len()));
+                }
+                let Ok(Value::Object(mut data)) = serde_json::from_str(&u.data) else {
+                    return Err(format!("record {} data is not a JSON object", u.id));
+                };
+                // The host owns these; a copy in the data would only go stale.
+                for owned in ["id", "createdAt", "updatedAt"] {
+                    data.remove(owned);
+                }
+                Ok(records::Write::Upsert {
+                    record_type: u.record_type,
+                    id: u.id,
+                    data: Value::Object(data).to_string(),
+                    expected_version: u.expected_version.map(version),
+                })
+            }
+            Write::Delete(d) => {
+                granted(&d.record_type)?;
+                check_id(&d.id)?;
+                Ok(records::Write::Delete {
+                    record_type: d.record_type,
+                    id: d.id,
+                    expected_version: d.expected_version.map(version),
+                })
+            }
+        })
+        .collect::<Result<_, String>>()?;
+    let notifications = response
+        .notifications
+        .into_iter()
+        .map(|n| check_notification(n, socket_id, &granted))
+        .collect::<Result<_, String>>()?;
+    Ok(Checked { status: response.status, body: response.body, writes, notifications })
+}
+
+fn check_notification(
+    n: Notification,
+    socket_id: Option<&str>,
+    granted: &impl Fn(&str) -> Result<(), String>,
+) -> Result<CheckedNotification, String> {
+    granted(&n.record_type)?;
+    check_id(&n.id)?;
+    if n.targets.is_empty() || n.targets.len() > MAX_TARGETS {
+        return Err(format!("a notification needs 1 to {MAX_TARGETS} targets"));
+    }
+    let mut rooms = Vec::with_capacity(n.targets.len());
+    for target in &n.targets {
+        rooms.push(match target {
+            Target::All => ALL_ROOM.to_owned(),
+            Target::Admins => ADMIN_ROOM.to_owned(),
+            Target::User(id) => {
+                check_id(id)?;
+                user_room(id)
+            }
+            Target::Session(id) => {
+                check_id(id)?;
+                session_room(id)
+            }
+        });
+    }
+    let mut payload = Map::new();
+    payload.insert("type".into(), Value::String(n.record_type.clone()));
+    let event = match n.change {
+        Change::Created => "NEW_RECORD",
+        Change::Changed => "CHANGED_RECORD",
+        Change::Deleted => "DELETED_RECORD",
+    };
+    match n.change {
+        Change::Created | Change::Changed => {
+            let record = n.record.as_deref().ok_or_else(|| format!("{event} for {} needs the record", n.id))?;
+            if record.len() > MAX_RECORD_BYTES {
+                return Err(format!("notified record {} is too large", n.id));
+            }
+            let record: Value =
+                serde_json::from_str(record).map_err(|e| format!("notified record is not JSON: {e}"))?;
+            if record.get("id").and_then(Value::as_str) != Some(n.id.as_str()) {
+                return Err(format!("notified record's id does not match {}", n.id));
+            }
+            payload.insert("record".into(), record);
+        }
+        Change::Deleted => {
+            payload.insert("id".into(), Value::String(n.id.clone()));
+        }
+    }
+    Ok(CheckedNotification {
+        event,
+        record_type: n.record_type,
+        payload,
+        rooms,
+        exclude_socket: if n.to_self { None } else { socket_id.map(str::to_owned) },
+    })
+}
+
+fn check_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > 128 || id.chars().any(char::is_control) {
+        return Err(format!("{id:?} is not a valid id"));
+    }
+    Ok(())
+}
+
+fn version(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,97 @@
+//! Host-owned routes: login, logout, the current user, user creation by ADMINs, and the
+//! test clock.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum_extra::extract::CookieJar;
+use axum_extra::extract::cookie::{Cookie, SameSite};
+use serde::Deserialize;
+
+use crate::http::ApiError;
+use crate::http::records::JsonBody;
+use crate::sessions::extract::CurrentUser;
+use crate::sessions::{self, COOKIE_NAME, NewUser};
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+pub struct Credentials {
+    email: String,
+    password: String,
+}
+
+/// `POST /api/v1/auth/login`: a new session (any session from the presented cookie ends).
+pub async fn login(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    JsonBody(creds): JsonBody<Credentials>,
+) -> Result<Response, ApiError> {
+    let (session, token) = sessions::login(&state.db, &state.clock, &creds.email, &creds.password).await?;
+    // Rotate: the cookie from before the login stops working.
+    if let Some(old) = jar.get(COOKIE_NAME) {
+        if let Ok(Some(old)) = sessions::authenticate(&state.db, &state.clock, old.value()).await {
+            sessions::logout(&state.db, &old.id).await?;
+            state.notifier.disconnect_session(&old.id).await;
+        }
+    }
+    let cookie = Cookie::build((COOKIE_NAME, token))
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(state.config.secure_cookies)
+        .path("/")
+        .build();
+    Ok((jar.add(cookie), Json(session.user.clone())).into_response())
+}
+
+/// `POST /api/v1/logout`: end the session and disconnect its sockets.
+pub async fn logout(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    CurrentUser(session): CurrentUser,
+) -> Result<Response, ApiError> {
+    sessions::logout(&state.db, &session.id).await?;
+    state.notifier.disconnect_session(&session.id).await;
+    let jar = jar.remove(Cookie::build(COOKIE_NAME).path("/"));
+    Ok((jar, StatusCode::NO_CONTENT).into_response())
+}
+
+/// `GET /api/v1/user`: the signed-in user.
+pub async fn current_user(CurrentUser(session): CurrentUser) -> Json<sessions::User> {
+    Json(session.user.clone())
+}
+
+/// `POST /api/v1/users` (ADMIN): create a user.
+pub async fn create_user(
+    State(state): State<AppState>,
+    CurrentUser(session): CurrentUser,
+    JsonBody(new): JsonBody<NewUser>,
+) -> Result<(StatusCode, Json<sessions::User>), ApiError> {
+    if !session.is_admin() {
+        return Err(ApiError::Forbidden("only admins create users".into()));
+    }
+    let user = sessions::create_user(&state.db, &state.clock, new).await?;
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+#[derive(Deserialize)]
+pub struct ClockBody {
+    /// The instant to pin (ISO 8601), or `null` for the system clock.
+    now: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// `PUT /api/v1/admin/clock` (ADMIN, only with `--test-clock`): pin the host clock.
+pub async fn set_clock(
+    State(state): State<AppState>,
+    CurrentUser(session): CurrentUser,
+    JsonBody(body): JsonBody<ClockBody>,
+) -> Result<StatusCode, ApiError> {
+    if !state.config.test_clock {
+        return Err(ApiError::NotFound("no such route".into()));
+    }
+    if !session.is_admin() {
+        return Err(ApiError::Forbidden("only admins set the clock".into()));
+    }
+    state.clock.set(body.now);
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,68 @@
+//! The HTTP API: host routes (auth, users, health) plus the plugin collections.
+//!
+//! Architecture invariant: nothing here imports wasmtime; plugins are reached through
+//! `dispatch` and `plugin::Registry`.
+
+mod auth;
+mod error;
+mod records;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::Method;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post, put};
+
+pub use error::ApiError;
+
+use crate::sessions::origin::{cross_site, origin_allowed};
+use crate::state::AppState;
+
+/// The HTTP routes, without the Socket.IO layer.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/auth/login", post(auth::login))
+        .route("/logout", post(auth::logout))
+        .route("/user", get(auth::current_user))
+        .route("/users", post(auth::create_user))
+        .route("/admin/clock", put(auth::set_clock))
+        .route("/{collection}", any(records::dispatch_root))
+        .route("/{collection}/{*rest}", any(records::dispatch));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .nest("/api/v1", api)
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), guard_origin))
+        .with_state(state)
+}
+
+/// Refuse state-changing requests from foreign origins (CSRF defence in depth besides the
+/// SameSite cookie).
+async fn guard_origin(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if !safe {
+        let headers = req.headers();
+        if cross_site(headers) || !origin_allowed(headers, &state.config.allowed_origins, state.config.secure_cookies) {
+            return ApiError::Forbidden("cross-origin request refused".into()).into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// 200 when the database answers and the plugins are loaded.
+async fn healthz(State(state): State<AppState>) -> Response {
+    let db_ok = state.db.ping().await.is_ok();
+    let plugins_ok = !state.config.bundled_plugins || !state.plugins.all().is_empty();
+    let body = serde_json::json!({ "database": db_ok, "plugins": state.plugins.all().len() });
+    if db_ok && plugins_ok {
+        (axum::http::StatusCode::OK, axum::Json(body)).into_response()
+    } else {
+        (axum::http::StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+    }
+}
+
+async fn not_found(crate::sessions::extract::MaybeUser(session): crate::sessions::extract::MaybeUser) -> ApiError {
+    // A caller without a session learns nothing about which routes exist.
+    if session.is_none() { ApiError::Unauthorized } else { ApiError::NotFound("no such route".into()) }
+}

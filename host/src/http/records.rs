@@ -1,0 +1,165 @@
+//! Plugin collections over HTTP: `/api/v1/<collection>[/<rest>]` is routed to the plugin
+//! that declared the collection, through `dispatch`, and its notifications are emitted after
+//! the commit. Also the JSON body extractors with the contract's 400/413/415 answers.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+
+use crate::clock::iso;
+use crate::dispatch;
+use crate::http::ApiError;
+use crate::plugin::types::{self, Access, Actor, Role};
+use crate::sessions::extract::MaybeUser;
+use crate::state::AppState;
+
+/// The header naming the requester's socket, whose notifications are not echoed to it.
+const SOCKET_ID_HEADER: &str = "x-metadata-socketid";
+
+pub async fn dispatch_root(
+    state: State<AppState>,
+    user: MaybeUser,
+    method: Method,
+    Path(collection): Path<String>,
+    query: Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+    body: OptionalJson,
+) -> Result<Response, ApiError> {
+    run(state, user, method, collection, "/".into(), query, headers, body).await
+}
+
+pub async fn dispatch(
+    state: State<AppState>,
+    user: MaybeUser,
+    method: Method,
+    Path((collection, rest)): Path<(String, String)>,
+    query: Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+    body: OptionalJson,
+) -> Result<Response, ApiError> {
+    run(state, user, method, collection, format!("/{rest}"), query, headers, body).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    State(state): State<AppState>,
+    MaybeUser(session): MaybeUser,
+    method: Method,
+    collection: String,
+    path: String,
+    Query(query): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+    OptionalJson(body): OptionalJson,
+) -> Result<Response, ApiError> {
+    // Without a session, a missing route and a private one look the same: 401.
+    let hidden = |session: &Option<_>| {
+        if session.is_none() { ApiError::Unauthorized } else { ApiError::NotFound("no such route".into()) }
+    };
+    let Some(plugin) = state.plugins.by_collection(&collection) else { return Err(hidden(&session)) };
+    let Some(wit_method) = wit_method(&method) else { return Err(hidden(&session)) };
+    let Some(route) = plugin.route(wit_method, &path) else { return Err(hidden(&session)) };
+    match (route.action.access, &session) {
+        (Access::Public, _) => {}
+        (_, None) => return Err(ApiError::Unauthorized),
+        (Access::Admin, Some(s)) if !s.is_admin() => return Err(ApiError::Forbidden("admins only".into())),
+        _ => {}
+    }
+    let actor = match &session {
+        None => Actor::Anonymous,
+        Some(s) => Actor::User(types::User {
+            id: s.user.id.clone(),
+            role: if s.is_admin() { Role::Admin } else { Role::User },
+            session_id: s.id.clone(),
+        }),
+    };
+    let request = types::Request {
+        actor,
+        action: route.action.name.clone(),
+        params: route.params,
+        query,
+        body,
+        now: iso(state.clock.now()),
+        socket_id: headers.get(SOCKET_ID_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned),
+    };
+    let read_only = method == Method::GET;
+    let outcome = dispatch::run(&state.db, &state.runtime, &plugin, &request, read_only).await?;
+    state.notifier.publish(&outcome.notifications).await;
+
+    let status = StatusCode::from_u16(outcome.status).unwrap_or(StatusCode::OK);
+    Ok(match outcome.body {
+        Some(body) => (status, [(CONTENT_TYPE, "application/json")], body).into_response(),
+        None => status.into_response(),
+    })
+}
+
+fn wit_method(method: &Method) -> Option<types::Method> {
+    Some(match *method {
+        Method::GET => types::Method::Get,
+        Method::POST => types::Method::Post,
+        Method::PUT => types::Method::Put,
+        Method::PATCH => types::Method::Patch,
+        Method::DELETE => types::Method::Delete,
+        _ => return None,
+    })
+}
+
+/// A JSON request body parsed into `T`: 415 for another content type, 413 when too large,
+/// 400 when it does not parse or fit.
+pub struct JsonBody<T>(pub T);
+
+/// An optional JSON body, checked to be JSON and passed on as text (plugins parse it).
+pub struct OptionalJson(pub Option<String>);
+
+async fn json_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Option<Bytes>, ApiError> {
+    let is_json =
+        req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).and_then(|v| v.split(';').next()).is_some_and(
+            |mime| {
+                let mime = mime.trim();
+                mime.eq_ignore_ascii_case("application/json") || mime.ends_with("+json")
+            },
+        );
+    let has_type = req.headers().contains_key(CONTENT_TYPE);
+    let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge
+        } else {
+            ApiError::BadRequest(rejection.body_text())
+        }
+    })?;
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    if !is_json {
+        return Err(ApiError::UnsupportedMediaType(if has_type {
+            "the body must be application/json".into()
+        } else {
+            "a body needs Content-Type: application/json".into()
+        }));
+    }
+    Ok(Some(bytes))
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes =
+            json_bytes(req, state).await?.ok_or_else(|| ApiError::BadRequest("a JSON body is required".into()))?;
+        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| ApiError::BadRequest(format!("invalid body: {e}")))
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for OptionalJson {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let Some(bytes) = json_bytes(req, state).await? else { return Ok(OptionalJson(None)) };
+        // Parse once here so that a plugin never sees malformed JSON.
+        let value: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?;
+        Ok(OptionalJson(Some(value.to_string())))
+    }
+}

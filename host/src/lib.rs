@@ -1,0 +1,170 @@
+//! The Tidings host: HTTP and Socket.IO on one port, sessions, storage, and WebAssembly
+//! plugins that hold each record type's controller logic.
+//!
+//! Entry points: [`Server::start`] (what `tidings serve` and the tests run) and [`app`] (the
+//! router, for in-process tests). See ARCHITECTURE.md for the map of the modules.
+
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod dispatch;
+pub mod http;
+pub mod notifications;
+pub mod plugin;
+pub mod realtime;
+pub mod sessions;
+pub mod state;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use socketioxide::SocketIo;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::db::Db;
+use crate::notifications::Notifier;
+use crate::plugin::{LoadedPlugin, Registry, Runtime};
+use crate::realtime::RealtimeState;
+use crate::state::AppState;
+
+/// Collections the host serves itself; no plugin may claim them.
+pub const RESERVED_COLLECTIONS: &[&str] = &["admin", "auth", "logout", "user", "users"];
+
+/// The plugins compiled into the binary by `build.rs`: `(file name, component bytes)`.
+pub mod bundled {
+    include!(concat!(env!("OUT_DIR"), "/bundled_plugins.rs"));
+}
+
+/// The whole application: HTTP routes, the Socket.IO layer, and the body limit.
+pub fn app(state: AppState, socket_layer: socketioxide::layer::SocketIoLayer) -> Router {
+    let body_limit = state.config.max_body_bytes;
+    http::router(state).layer(socket_layer).layer(DefaultBodyLimit::max(body_limit))
+}
+
+/// A running server.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// Connect the database, create the bootstrap admin, load the plugins, and start
+    /// accepting connections.
+    pub async fn start(config: Config) -> anyhow::Result<Server> {
+        let config = Arc::new(config);
+        let clock = Clock::default();
+        let db = Db::connect(config.database_url.as_deref(), &config.data_dir).await.context("opening the database")?;
+        if let Some((email, password)) = &config.bootstrap_admin {
+            if sessions::bootstrap_admin(&db, &clock, email, password).await.context("creating the bootstrap admin")? {
+                tracing::info!(email, "created the bootstrap admin");
+            }
+        }
+        let runtime = Runtime::new(config.limits.clone(), db.dialect).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let plugins = Arc::new(Registry::default());
+        load_plugins(&config, &db, &runtime, &plugins).await?;
+
+        let realtime = RealtimeState {
+            db: db.clone(),
+            clock: clock.clone(),
+            config: Arc::clone(&config),
+            plugins: Arc::clone(&plugins),
+            runtime: Arc::clone(&runtime),
+        };
+        let (socket_layer, io) = SocketIo::builder().with_state(realtime).build_layer();
+        realtime::register(&io);
+        let state =
+            AppState { db, clock, config: Arc::clone(&config), plugins, runtime, notifier: Notifier::new(io.clone()) };
+
+        let listener =
+            tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let (shutdown, on_shutdown) = oneshot::channel::<()>();
+        let router = app(state.clone(), socket_layer);
+        let task = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = on_shutdown.await;
+                    // Close sockets so that graceful shutdown does not wait on them forever.
+                    io.disconnect().await.ok();
+                })
+                .await
+        });
+        tracing::info!("listening on http://{addr}");
+        Ok(Server { addr, state, shutdown: Some(shutdown), task })
+    }
+
+    /// The base URL, e.g. `http://127.0.0.1:3002`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stop accepting connections, finish in-flight requests, and return.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        (&mut self.task).await??;
+        Ok(())
+    }
+
+    /// Wait until the server stops (after `stop` from elsewhere or an error).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await??;
+        Ok(())
+    }
+
+    /// A handle that stops the server when sent to.
+    pub fn take_shutdown(&mut self) -> Option<oneshot::Sender<()>> {
+        self.shutdown.take()
+    }
+}
+
+async fn load_plugins(config: &Config, db: &Db, runtime: &Arc<Runtime>, registry: &Registry) -> anyhow::Result<()> {
+    let mut sources: Vec<(String, Vec<u8>)> = Vec::new();
+    if config.bundled_plugins {
+        sources.extend(bundled::PLUGINS.iter().map(|(name, bytes)| (format!("bundled {name}"), bytes.to_vec())));
+    }
+    if let Some(dir) = &config.plugin_dir {
+        sources.extend(read_plugin_dir(dir)?);
+    }
+    for (source, bytes) in sources {
+        let plugin = runtime.load(bytes).await.with_context(|| format!("loading plugin {source}"))?;
+        prepare(db, &plugin).await?;
+        let d = &plugin.descriptor;
+        tracing::info!(plugin = d.name, version = d.version, collection = d.collection, %source, "plugin loaded");
+        registry.install(plugin).with_context(|| format!("installing plugin {source}"))?;
+    }
+    Ok(())
+}
+
+/// Load-time work for a plugin's storage: the indexes its queries need.
+async fn prepare(db: &Db, plugin: &LoadedPlugin) -> anyhow::Result<()> {
+    for index in &plugin.descriptor.indexes {
+        db::records::ensure_index(db, &plugin.descriptor.record_type, &index.field)
+            .await
+            .with_context(|| format!("creating the index on {}.{}", plugin.descriptor.record_type, index.field))?;
+    }
+    Ok(())
+}
+
+fn read_plugin_dir(dir: &Path) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading the plugin directory {}", dir.display()))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "wasm") {
+            let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            found.push((path.display().to_string(), bytes));
+        }
+    }
+    found.sort();
+    Ok(found)
+}

@@ -1,0 +1,107 @@
+//! The `tidings` command: `serve` runs the server; `user add` creates a user.
+
+use std::io::Read;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use host::clock::Clock;
+use host::config::{Config, ServeArgs};
+use host::db::Db;
+use host::sessions::{self, NewUser, Role};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "tidings", version, about = "A realtime record server with WebAssembly plugins")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user; the password is read from standard input.
+    Add {
+        email: String,
+        #[arg(long, value_enum, default_value = "user")]
+        role: RoleArg,
+        #[arg(long, env = "TIDINGS_DATA_DIR", default_value = "./data")]
+        data_dir: std::path::PathBuf,
+        #[arg(long, env = "TIDINGS_DATABASE_URL")]
+        database_url: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum RoleArg {
+    User,
+    Admin,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+    match Cli::parse().command {
+        Command::Serve(args) => {
+            let mut server = host::Server::start(Config::from(args)).await?;
+            let shutdown = server.take_shutdown();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                tracing::info!("shutting down");
+                if let Some(tx) = shutdown {
+                    let _ = tx.send(());
+                }
+            });
+            server.wait().await
+        }
+        Command::User { command: UserCommand::Add { email, role, data_dir, database_url } } => {
+            let mut password = String::new();
+            std::io::stdin().read_to_string(&mut password).context("reading the password from stdin")?;
+            let db = Db::connect(database_url.as_deref().filter(|u| !u.is_empty()), &data_dir).await?;
+            let role = match role {
+                RoleArg::User => Role::User,
+                RoleArg::Admin => Role::Admin,
+            };
+            let new = NewUser {
+                email,
+                password: password.trim_end_matches(['\r', '\n']).to_owned(),
+                role,
+                first_name: String::new(),
+                last_name: String::new(),
+            };
+            let user = sessions::create_user(&db, &Clock::default(), new).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("created {} {} ({})", user.role.as_str(), user.email, user.id);
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

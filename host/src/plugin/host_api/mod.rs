@@ -1,0 +1,22 @@
+//! Everything a plugin can call, one capability per file. Adding a capability means adding a
+//! file with its state, its `Host` impl and an `add_to_linker`, plus one line in [`link`].
+
+pub mod log;
+pub mod store;
+
+use wasmtime::component::{HasSelf, Linker};
+
+use crate::plugin::bindings::wit;
+use crate::plugin::ctx::PluginCtx;
+
+/// Link every host capability (and WASI, with nothing granted) into `linker`. Done once.
+pub fn link(linker: &mut Linker<PluginCtx>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    wit::add_to_linker::<PluginCtx, HasSelf<PluginCtx>>(linker, |ctx| ctx)?;
+    store::add_to_linker(linker)?;
+    log::add_to_linker(linker)?;
+    Ok(())
+}
+
+// The `types` interface has no functions; its host trait is empty.
+impl wit::Host for PluginCtx {}

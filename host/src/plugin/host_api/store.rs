@@ -1,0 +1,149 @@
+//! `tidings:plugin/store`: record reads inside the request's transaction, limited to the
+//! record types the plugin's grants name and to a byte quota per call.
+//!
+//! A refusal (ungranted type, malformed query, quota) is a WIT `store-error` the plugin can
+//! handle; a database failure is the host's fault and traps the call, remembered in
+//! [`StoreState::host_error`] so the caller answers 500 rather than blaming the plugin.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use wasmtime::component::{HasSelf, Linker};
+
+use crate::db::{self, Dialect, records};
+use crate::plugin::bindings::{wit, wit_store};
+use crate::plugin::ctx::PluginCtx;
+
+/// Per-call state of the store capability.
+pub struct StoreState {
+    /// The request's transaction; taken back by the runtime after the call.
+    pub tx: Option<db::Tx>,
+    dialect: Dialect,
+    /// Record types this plugin may read.
+    readable: Arc<BTreeSet<String>>,
+    bytes_read: usize,
+    max_bytes_read: usize,
+    /// A database failure met during the call, if any.
+    pub host_error: Option<db::Error>,
+}
+
+impl StoreState {
+    pub fn new(tx: Option<db::Tx>, dialect: Dialect, readable: Arc<BTreeSet<String>>, max_bytes_read: usize) -> Self {
+        StoreState { tx, dialect, readable, bytes_read: 0, max_bytes_read, host_error: None }
+    }
+
+    fn check_readable(&self, record_type: &str) -> Result<(), wit::StoreError> {
+        if self.readable.contains(record_type) {
+            Ok(())
+        } else {
+            Err(wit::StoreError::AccessDenied(format!("record type {record_type} is not in the plugin's read grants")))
+        }
+    }
+
+    fn conn(&mut self) -> wasmtime::Result<&mut sqlx::AnyConnection> {
+        match self.tx.as_mut() {
+            Some(tx) => Ok(&mut **tx),
+            None => Err(wasmtime::format_err!("the store is not available outside a request")),
+        }
+    }
+
+    /// Count `records` against the quota; `Err` once it is exceeded.
+    fn charge(&mut self, records: &[records::StoredRecord]) -> Result<(), wit::StoreError> {
+        self.bytes_read += records.iter().map(|r| r.data.len() + 128).sum::<usize>();
+        if self.bytes_read > self.max_bytes_read {
+            return Err(wit::StoreError::QuotaExceeded(format!(
+                "read more than {} bytes in one call",
+                self.max_bytes_read
+            )));
+        }
+        Ok(())
+    }
+
+    fn host_failure(&mut self, err: db::Error) -> wasmtime::Error {
+        let message = format!("store read failed: {err}");
+        self.host_error = Some(err);
+        wasmtime::format_err!(message)
+    }
+}
+
+impl wit_store::Host for StoreState {
+    async fn get(
+        &mut self,
+        record_type: String,
+        id: String,
+    ) -> wasmtime::Result<Result<Option<wit::StoredRecord>, wit::StoreError>> {
+        if let Err(denied) = self.check_readable(&record_type) {
+            return Ok(Err(denied));
+        }
+        let found = match records::get(self.conn()?, &record_type, &id).await {
+            Ok(found) => found,
+            Err(err) => return Err(self.host_failure(err)),
+        };
+        if let Err(quota) = self.charge(found.as_slice()) {
+            return Ok(Err(quota));
+        }
+        Ok(Ok(found.map(into_wit)))
+    }
+
+    async fn find(&mut self, q: wit::Query) -> wasmtime::Result<Result<Vec<wit::StoredRecord>, wit::StoreError>> {
+        if let Err(denied) = self.check_readable(&q.record_type) {
+            return Ok(Err(denied));
+        }
+        let query = from_wit_query(q);
+        let dialect = self.dialect;
+        let found = match records::find(self.conn()?, dialect, &query).await {
+            Ok(Ok(found)) => found,
+            Ok(Err(invalid)) => return Ok(Err(wit::StoreError::InvalidQuery(invalid.to_string()))),
+            Err(err) => return Err(self.host_failure(err)),
+        };
+        if let Err(quota) = self.charge(&found) {
+            return Ok(Err(quota));
+        }
+        Ok(Ok(found.into_iter().map(into_wit).collect()))
+    }
+}
+
+pub fn add_to_linker(linker: &mut Linker<PluginCtx>) -> wasmtime::Result<()> {
+    wit_store::add_to_linker::<PluginCtx, HasSelf<StoreState>>(linker, |ctx| &mut ctx.store)
+}
+
+fn into_wit(r: records::StoredRecord) -> wit::StoredRecord {
+    wit::StoredRecord {
+        record_type: r.record_type,
+        id: r.id,
+        data: r.data,
+        version: u64::try_from(r.version).unwrap_or_default(),
+        created_at: r.created_at,
+        updated_at: r.updated_at,
+    }
+}
+
+fn from_wit_query(q: wit::Query) -> records::Query {
+    records::Query {
+        record_type: q.record_type,
+        conditions: q
+            .conditions
+            .into_iter()
+            .map(|c| records::Condition {
+                field: c.field,
+                op: match c.op {
+                    wit::Comparison::Eq => records::Op::Eq,
+                    wit::Comparison::Ne => records::Op::Ne,
+                    wit::Comparison::Lt => records::Op::Lt,
+                    wit::Comparison::Le => records::Op::Le,
+                    wit::Comparison::Gt => records::Op::Gt,
+                    wit::Comparison::Ge => records::Op::Ge,
+                },
+                value: match c.value {
+                    wit::Value::Null => records::Value::Null,
+                    wit::Value::Boolean(b) => records::Value::Bool(b),
+                    wit::Value::Integer(i) => records::Value::Int(i),
+                    wit::Value::Float(f) => records::Value::Float(f),
+                    wit::Value::Text(t) => records::Value::Text(t),
+                },
+            })
+            .collect(),
+        order_by: q.order_by.map(|o| (o.field, o.descending)),
+        limit: q.limit,
+    }
+}

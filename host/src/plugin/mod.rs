@@ -1,0 +1,21 @@
+//! The plugin runtime: compiling, checking and calling plugin components.
+//!
+//! - `bindings.rs`: the host side of `wit/` (the only `bindgen!`).
+//! - `registry.rs`: which loaded plugin serves which collection and socket event.
+//! - `runtime.rs`: the engine, loading (compile, link, describe, validate) and calls.
+//! - `ctx.rs` and `host_api/`: what a running plugin can reach.
+//!
+//! This module knows nothing of HTTP or Socket.IO: it takes plugin requests and returns
+//! plugin responses. Architecture invariant: no axum or socketioxide imports here.
+
+mod bindings;
+mod ctx;
+mod error;
+mod host_api;
+mod registry;
+mod runtime;
+
+pub use bindings::wit as types;
+pub use error::{Error, FaultKind, LoadError};
+pub use registry::Registry;
+pub use runtime::{Limits, LoadedPlugin, RouteMatch, Runtime};

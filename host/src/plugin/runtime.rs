@@ -1,0 +1,360 @@
+//! The engine and the two lifecycle moments of a plugin: loading (compile once, link,
+//! pre-instantiate, describe, validate) and calling (a fresh pooled instance per call, with
+//! an epoch deadline and a memory cap).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder, Trap,
+    UpdateDeadline,
+};
+use wasmtime_wasi::WasiCtx;
+
+use crate::db::{self, Dialect};
+use crate::plugin::bindings::{PluginPre, wit};
+use crate::plugin::ctx::PluginCtx;
+use crate::plugin::host_api::{self, log::LogState, store::StoreState};
+use crate::plugin::{Error, FaultKind, LoadError};
+
+/// How often the engine's epoch advances; the granularity of deadlines.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// The limits applied to every plugin call.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Wall-clock budget of one call, host reads included.
+    pub timeout: Duration,
+    /// Linear memory per instance, in bytes.
+    pub max_memory: usize,
+    /// Bytes of records one call may read from the store.
+    pub max_bytes_read: usize,
+    /// Instances kept at once by the pooling allocator (bounds concurrent calls).
+    pub max_instances: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout: Duration::from_millis(100),
+            max_memory: 64 << 20,
+            max_bytes_read: 16 << 20,
+            max_instances: 256,
+        }
+    }
+}
+
+/// The wasmtime engine and linker shared by every plugin. Cheap to share behind an `Arc`.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<PluginCtx>,
+    limits: Limits,
+    dialect: Dialect,
+}
+
+/// A compiled, linked, described and validated plugin, ready to serve.
+pub struct LoadedPlugin {
+    pub descriptor: wit::Descriptor,
+    /// Hex SHA-256 of the component bytes.
+    pub sha256: String,
+    pub stats: Stats,
+    pre: PluginPre<PluginCtx>,
+    routes: HashMap<Method, matchit::Router<usize>>,
+    readable: Arc<BTreeSet<String>>,
+    writable: BTreeSet<String>,
+}
+
+type Method = u8;
+
+fn method_key(m: wit::Method) -> Method {
+    m as u8
+}
+
+/// An action matched for a request path.
+pub struct RouteMatch<'a> {
+    pub action: &'a wit::Action,
+    pub params: Vec<(String, String)>,
+}
+
+/// Counters of one loaded plugin.
+#[derive(Default, Debug)]
+pub struct Stats {
+    pub calls: AtomicU64,
+    pub guest_errors: AtomicU64,
+    pub faults: AtomicU64,
+    pub timeouts: AtomicU64,
+}
+
+impl Runtime {
+    /// Build the engine (pooling allocator, epoch interruption) and link the host API.
+    pub fn new(limits: Limits, dialect: Dialect) -> wasmtime::Result<Arc<Runtime>> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(limits.max_instances)
+            .total_core_instances(limits.max_instances * 4)
+            .total_memories(limits.max_instances * 2)
+            .total_tables(limits.max_instances * 4)
+            .max_memory_size(limits.max_memory)
+            // Keep some slots warm: a reused slot skips most page-fault and mmap work.
+            .max_unused_warm_slots(limits.max_instances.min(64));
+        let mut config = Config::new();
+        config
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .memory_init_cow(true)
+            .max_wasm_stack(1 << 20);
+        let engine = Engine::new(&config)?;
+        let mut linker = Linker::new(&engine);
+        host_api::link(&mut linker)?;
+        spawn_epoch_ticker(&engine);
+        Ok(Arc::new(Runtime { engine, linker, limits, dialect }))
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Compile and check a component. CPU-heavy: runs on the blocking pool.
+    pub async fn load(self: &Arc<Self>, bytes: Vec<u8>) -> Result<LoadedPlugin, LoadError> {
+        let this = Arc::clone(self);
+        let (pre, sha256) = tokio::task::spawn_blocking(move || {
+            let sha256 = hex::encode(Sha256::digest(&bytes));
+            let component = Component::new(&this.engine, &bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+            let instance_pre =
+                this.linker.instantiate_pre(&component).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+            let pre = PluginPre::new(instance_pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+            Ok::<_, LoadError>((pre, sha256))
+        })
+        .await
+        .map_err(|e| LoadError::Host(e.to_string()))??;
+
+        // Describe twice, on two fresh instances: the answer must not change.
+        let first = self.describe(&pre).await?;
+        let second = self.describe(&pre).await?;
+        if first != second {
+            return Err(LoadError::Describe("describe() answered differently on two calls".into()));
+        }
+        let routes = validate(&first)?;
+        let readable: BTreeSet<String> =
+            first.grants.read.iter().chain(&first.grants.write).chain([&first.record_type]).cloned().collect();
+        let writable = first.grants.write.iter().chain([&first.record_type]).cloned().collect();
+        Ok(LoadedPlugin {
+            descriptor: first,
+            sha256,
+            stats: Stats::default(),
+            pre,
+            routes,
+            readable: Arc::new(readable),
+            writable,
+        })
+    }
+
+    async fn describe(&self, pre: &PluginPre<PluginCtx>) -> Result<wit::Descriptor, LoadError> {
+        let mut store = self.new_store("loading", None, Arc::default());
+        let result = async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            instance.tidings_plugin_handler().call_describe(&mut store).await
+        }
+        .await;
+        result.map_err(|e| LoadError::Describe(format!("{e:#}")))
+    }
+
+    /// Run `handle` on a fresh instance. The transaction goes in for the plugin's reads and
+    /// comes back out for the caller to apply the writes and commit (or to drop).
+    pub async fn handle(
+        &self,
+        plugin: &LoadedPlugin,
+        req: &wit::Request,
+        tx: db::Tx,
+    ) -> (Result<wit::Response, Error>, Option<db::Tx>) {
+        plugin.stats.calls.fetch_add(1, Ordering::Relaxed);
+        let name = &plugin.descriptor.name;
+        let mut store = self.new_store(name, Some(tx), Arc::clone(&plugin.readable));
+        let result = async {
+            let instance = plugin.pre.instantiate_async(&mut store).await?;
+            instance.tidings_plugin_handler().call_handle(&mut store, req).await
+        }
+        .await;
+        let ctx = store.data_mut();
+        let (tx, host_error) = (ctx.store.tx.take(), ctx.store.host_error.take());
+        (self.outcome(plugin, result, host_error), tx)
+    }
+
+    /// Run `on-socket-event` on a fresh instance, reading inside `tx`.
+    pub async fn socket_event(
+        &self,
+        plugin: &LoadedPlugin,
+        req: &wit::SocketRequest,
+        tx: db::Tx,
+    ) -> Result<String, Error> {
+        plugin.stats.calls.fetch_add(1, Ordering::Relaxed);
+        let mut store = self.new_store(&plugin.descriptor.name, Some(tx), Arc::clone(&plugin.readable));
+        let result = async {
+            let instance = plugin.pre.instantiate_async(&mut store).await?;
+            instance.tidings_plugin_handler().call_on_socket_event(&mut store, req).await
+        }
+        .await;
+        let host_error = store.data_mut().store.host_error.take();
+        self.outcome(plugin, result, host_error)
+    }
+
+    fn outcome<T>(
+        &self,
+        plugin: &LoadedPlugin,
+        result: wasmtime::Result<Result<T, wit::PluginError>>,
+        host_error: Option<db::Error>,
+    ) -> Result<T, Error> {
+        match (result, host_error) {
+            (Ok(Ok(value)), _) => Ok(value),
+            (Ok(Err(refusal)), _) => {
+                plugin.stats.guest_errors.fetch_add(1, Ordering::Relaxed);
+                Err(Error::Guest(refusal))
+            }
+            (Err(_), Some(host_error)) => Err(Error::Host(host_error)),
+            (Err(trap), None) => {
+                plugin.stats.faults.fetch_add(1, Ordering::Relaxed);
+                let kind = classify(&trap);
+                if kind == FaultKind::Timeout {
+                    plugin.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(Error::Fault { plugin: plugin.descriptor.name.clone(), kind, message: format!("{trap:#}") })
+            }
+        }
+    }
+
+    fn new_store(&self, plugin: &str, tx: Option<db::Tx>, readable: Arc<BTreeSet<String>>) -> Store<PluginCtx> {
+        let ctx = PluginCtx {
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(self.limits.max_memory)
+                .instances(16)
+                .tables(16)
+                .table_elements(100_000)
+                .trap_on_grow_failure(true)
+                .build(),
+            store: StoreState::new(tx, self.dialect, readable, self.limits.max_bytes_read),
+            log: LogState::new(plugin),
+        };
+        let mut store = Store::new(&self.engine, ctx);
+        store.limiter(|ctx| &mut ctx.limits);
+        // Yield to the async runtime every tick, so a busy plugin never holds a worker
+        // thread for long, and interrupt the call once its time is up.
+        let deadline = Instant::now() + self.limits.timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
+        });
+        store
+    }
+}
+
+impl LoadedPlugin {
+    /// The action serving `method` at `path` (relative to the collection, starting with `/`).
+    pub fn route(&self, method: wit::Method, path: &str) -> Option<RouteMatch<'_>> {
+        let matched = self.routes.get(&method_key(method))?.at(path).ok()?;
+        let params = matched.params.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+        Some(RouteMatch { action: &self.descriptor.actions[*matched.value], params })
+    }
+
+    /// Whether the plugin's grants let it write and notify about `record_type`.
+    pub fn may_write(&self, record_type: &str) -> bool {
+        self.writable.contains(record_type)
+    }
+}
+
+fn classify(err: &wasmtime::Error) -> FaultKind {
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => FaultKind::Timeout,
+        Some(Trap::StackOverflow) => FaultKind::Trap,
+        Some(_) => FaultKind::Trap,
+        None if format!("{err:#}").contains("grow") => FaultKind::Resources,
+        None => FaultKind::Trap,
+    }
+}
+
+/// Check a descriptor and build its routing table.
+fn validate(d: &wit::Descriptor) -> Result<HashMap<Method, matchit::Router<usize>>, LoadError> {
+    let invalid = |m: String| Err(LoadError::InvalidDescriptor(m));
+    let is_ident = |s: &str, upper: bool| {
+        !s.is_empty()
+            && s.len() <= 64
+            && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && s.chars().all(|c| {
+                c == '_'
+                    || c.is_ascii_digit()
+                    || if upper { c.is_ascii_uppercase() } else { c.is_ascii_lowercase() || c == '-' }
+            })
+    };
+    if !is_ident(&d.name, false) {
+        return invalid(format!("name {:?} must be lowercase letters, digits, '-' or '_'", d.name));
+    }
+    if !is_ident(&d.record_type, true) {
+        return invalid(format!("record type {:?} must be uppercase letters, digits or '_'", d.record_type));
+    }
+    if !is_ident(&d.collection, false) {
+        return invalid(format!("collection {:?} must be lowercase letters, digits, '-' or '_'", d.collection));
+    }
+    if crate::RESERVED_COLLECTIONS.contains(&d.collection.as_str()) {
+        return invalid(format!("collection {:?} is reserved by the host", d.collection));
+    }
+    for granted in d.grants.read.iter().chain(&d.grants.write) {
+        if !is_ident(granted, true) {
+            return invalid(format!("granted record type {granted:?} is not a record type name"));
+        }
+    }
+    let mut routes: HashMap<Method, matchit::Router<usize>> = HashMap::new();
+    let mut names = BTreeSet::new();
+    for (i, action) in d.actions.iter().enumerate() {
+        if !names.insert(action.name.as_str()) {
+            return invalid(format!("action name {:?} is declared twice", action.name));
+        }
+        if !action.path.starts_with('/') {
+            return invalid(format!("action {:?}: path {:?} must start with '/'", action.name, action.path));
+        }
+        // `/:id/clone` → `/{id}/clone`, matchit's syntax.
+        let pattern = action
+            .path
+            .split('/')
+            .map(|seg| match seg.strip_prefix(':') {
+                Some(param) => format!("{{{param}}}"),
+                None => seg.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        routes
+            .entry(method_key(action.method))
+            .or_default()
+            .insert(pattern, i)
+            .map_err(|e| LoadError::InvalidDescriptor(format!("action {:?}: {e}", action.name)))?;
+    }
+    for event in &d.socket_events {
+        if event.is_empty() || event.len() > 64 || !event.is_ascii() {
+            return invalid(format!("socket event name {event:?} is not allowed"));
+        }
+    }
+    for index in &d.indexes {
+        if !index.field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || index.field.is_empty() {
+            return invalid(format!("index field {:?} must be an identifier", index.field));
+        }
+    }
+    Ok(routes)
+}
+
+/// Advance the engine's epoch forever (until the engine is dropped).
+fn spawn_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("tidings-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawning the epoch thread");
+}

@@ -1,0 +1,95 @@
+//! Socket handlers: the connect middleware that authenticates a handshake, and the
+//! fallback that routes client→server events with acknowledgements to plugins.
+
+use serde_json::{Value, json};
+use socketioxide::extract::{AckSender, Data, Event, Extension, SocketRef, State};
+use std::sync::Arc;
+
+use axum_extra::extract::CookieJar;
+
+use crate::clock::iso;
+use crate::plugin::types::{self, Role};
+use crate::realtime::RealtimeState;
+use crate::sessions::origin::origin_allowed;
+use crate::sessions::{self, COOKIE_NAME, Session};
+
+/// Why a handshake is refused; the message is the client's `connect_error`.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("unauthorized")]
+    Unauthorized,
+    #[error("origin not allowed")]
+    OriginNotAllowed,
+    #[error("server error")]
+    Internal,
+}
+
+/// Connect middleware: the Origin rule, then the session cookie.
+pub async fn authenticate(socket: SocketRef, State(state): State<RealtimeState>) -> Result<(), ConnectError> {
+    let headers = &socket.req_parts().headers;
+    if !origin_allowed(headers, &state.config.allowed_origins, state.config.secure_cookies) {
+        return Err(ConnectError::OriginNotAllowed);
+    }
+    let jar = CookieJar::from_headers(headers);
+    let token = jar.get(COOKIE_NAME).ok_or(ConnectError::Unauthorized)?;
+    let session = sessions::authenticate(&state.db, &state.clock, token.value())
+        .await
+        .map_err(|err| {
+            tracing::error!(%err, "session lookup failed during a handshake");
+            ConnectError::Internal
+        })?
+        .ok_or(ConnectError::Unauthorized)?;
+    socket.extensions.insert(session);
+    Ok(())
+}
+
+/// Any event without a host handler: routed to the plugin that declares it. The ack gets
+/// `{"state": "success", ...}` or `{"state": "error", "message": ...}`.
+pub async fn plugin_event(
+    Event(event): Event,
+    Data(args): Data<Value>,
+    ack: AckSender,
+    Extension(session): Extension<Arc<Session>>,
+    State(state): State<RealtimeState>,
+) {
+    let reply = match answer(&state, &session, &event, args).await {
+        Ok(Value::Object(mut fields)) => {
+            fields.insert("state".into(), "success".into());
+            Value::Object(fields)
+        }
+        Ok(other) => json!({ "state": "success", "result": other }),
+        Err(message) => json!({ "state": "error", "message": message }),
+    };
+    if let Err(err) = ack.send(&reply) {
+        tracing::debug!(%err, event, "could not send an ack");
+    }
+}
+
+async fn answer(state: &RealtimeState, session: &Session, event: &str, args: Value) -> Result<Value, String> {
+    let plugin = state.plugins.by_socket_event(event).ok_or_else(|| format!("unknown event {event}"))?;
+    let request = types::SocketRequest {
+        actor: types::User {
+            id: session.user.id.clone(),
+            role: if session.is_admin() { Role::Admin } else { Role::User },
+            session_id: session.id.clone(),
+        },
+        event: event.to_owned(),
+        args: match args {
+            Value::Array(_) => args.to_string(),
+            single => Value::Array(vec![single]).to_string(),
+        },
+        now: iso(state.clock.now()),
+    };
+    let tx = state.db.begin_read().await.map_err(|e| {
+        tracing::error!(%e, "could not open a read transaction for a socket event");
+        "server error".to_owned()
+    })?;
+    match state.runtime.socket_event(&plugin, &request, tx).await {
+        Ok(json) => serde_json::from_str(&json).map_err(|_| "the plugin answered invalid JSON".to_owned()),
+        Err(crate::plugin::Error::Guest(refusal)) => Err(refusal.to_string()),
+        Err(err) => {
+            tracing::error!(%err, event, "plugin socket event failed");
+            Err("the plugin failed".to_owned())
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! Socket.IO: the handshake (session cookie and Origin), the rooms each socket joins, and
+//! client→server events routed to the plugin that declares them.
+//!
+//! Reads like a route table: [`register`] lists the namespace and its handlers.
+
+mod handlers;
+
+use std::sync::Arc;
+
+use socketioxide::SocketIo;
+use socketioxide::extract::{Extension, SocketRef};
+use socketioxide::handler::ConnectHandler;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::db::Db;
+use crate::notifications::{ADMIN_ROOM, ALL_ROOM, session_room, socket_room, user_room};
+use crate::plugin::{Registry, Runtime};
+use crate::sessions::Session;
+
+/// What socket handlers need; held by socketioxide as its state.
+#[derive(Clone)]
+pub struct RealtimeState {
+    pub db: Db,
+    pub clock: Clock,
+    pub config: Arc<Config>,
+    pub plugins: Arc<Registry>,
+    pub runtime: Arc<Runtime>,
+}
+
+/// Register the namespace: authenticate, then join rooms and route events.
+pub fn register(io: &SocketIo) {
+    io.ns("/", on_connect.with(handlers::authenticate));
+}
+
+async fn on_connect(socket: SocketRef, Extension(session): Extension<Arc<Session>>) {
+    let mut rooms = vec![
+        ALL_ROOM.to_owned(),
+        user_room(&session.user.id),
+        session_room(&session.id),
+        socket_room(socket.id.as_str()),
+    ];
+    if session.is_admin() {
+        rooms.push(ADMIN_ROOM.to_owned());
+    }
+    socket.join(rooms);
+    socket.on_fallback(handlers::plugin_event);
+}

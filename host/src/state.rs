@@ -1,0 +1,40 @@
+//! `AppState`: the cheap clones every handler may need, with `FromRef` substates so each
+//! handler takes only what it uses.
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::db::Db;
+use crate::notifications::Notifier;
+use crate::plugin::{Registry, Runtime};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub clock: Clock,
+    pub config: Arc<Config>,
+    pub plugins: Arc<Registry>,
+    pub runtime: Arc<Runtime>,
+    pub notifier: Notifier,
+}
+
+impl FromRef<AppState> for Db {
+    fn from_ref(state: &AppState) -> Self {
+        state.db.clone()
+    }
+}
+
+impl FromRef<AppState> for Clock {
+    fn from_ref(state: &AppState) -> Self {
+        state.clock.clone()
+    }
+}
+
+impl FromRef<AppState> for Notifier {
+    fn from_ref(state: &AppState) -> Self {
+        state.notifier.clone()
+    }
+}

@@ -1,0 +1,85 @@
+//! [`Request`]: the typed view of one HTTP request routed to a plugin.
+
+use serde::de::DeserializeOwned;
+
+use crate::bindings::tidings::plugin::types;
+use crate::{Actor, PluginError, Result, Role, User};
+
+/// One HTTP request, as the host routed it to the plugin.
+pub struct Request(types::Request);
+
+impl From<types::Request> for Request {
+    fn from(req: types::Request) -> Self {
+        Request(req)
+    }
+}
+
+impl Request {
+    /// The name of the matched action, as declared in the descriptor.
+    pub fn action(&self) -> &str {
+        &self.0.action
+    }
+
+    /// The signed-in user, if any.
+    pub fn user(&self) -> Option<&User> {
+        match &self.0.actor {
+            Actor::User(user) => Some(user),
+            Actor::Anonymous => None,
+        }
+    }
+
+    /// The signed-in user, or 401.
+    pub fn require_user(&self) -> Result<&User> {
+        self.user().ok_or_else(|| PluginError::Unauthorized("not signed in".into()))
+    }
+
+    /// The signed-in user if they are an ADMIN, 401 if anonymous, 403 otherwise.
+    pub fn require_admin(&self) -> Result<&User> {
+        let user = self.require_user()?;
+        match user.role {
+            Role::Admin => Ok(user),
+            Role::User => Err(PluginError::Forbidden("admins only".into())),
+        }
+    }
+
+    /// Whether the caller is a signed-in ADMIN.
+    pub fn is_admin(&self) -> bool {
+        self.user().is_some_and(|u| matches!(u.role, Role::Admin))
+    }
+
+    /// A path parameter, e.g. `id` for `/:id`.
+    pub fn param(&self, name: &str) -> Result<&str> {
+        self.0
+            .params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .ok_or_else(|| PluginError::InvalidInput(format!("missing path parameter {name}")))
+    }
+
+    /// The first query-string value named `name`.
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.0.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// Every query-string value named `name`, in order (`ids[]=a&ids[]=b`).
+    pub fn query_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0.query.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The JSON body parsed into `T`; 400 when it is missing or does not fit.
+    pub fn body<T: DeserializeOwned>(&self) -> Result<T> {
+        let body = self.0.body.as_deref().ok_or_else(|| PluginError::InvalidInput("a JSON body is required".into()))?;
+        serde_json::from_str(body).map_err(|e| PluginError::InvalidInput(format!("invalid body: {e}")))
+    }
+
+    /// The host clock at the start of the request (ISO 8601, UTC).
+    pub fn now(&self) -> &str {
+        &self.0.now
+    }
+
+    /// The caller's socket id from `x-metadata-socketid`, if any.
+    pub fn socket_id(&self) -> Option<&str> {
+        self.0.socket_id.as_deref()
+    }
+}

@@ -1,0 +1,83 @@
+//! [`Response`]: what a plugin answers, what it writes, and whom the host tells.
+
+use serde::Serialize;
+
+use crate::bindings::tidings::plugin::types::{self, Delete, Upsert};
+use crate::{Notification, Record, Write};
+
+/// A successful outcome. The host applies the writes in order inside the request's
+/// transaction, commits, answers with the status and body, then emits the notifications.
+#[derive(Default)]
+pub struct Response {
+    status: u16,
+    body: Option<String>,
+    writes: Vec<Write>,
+    notifications: Vec<Notification>,
+}
+
+impl Response {
+    /// 200 with a JSON body.
+    pub fn ok(body: &impl Serialize) -> Self {
+        Self::with_status(200, body)
+    }
+
+    /// 201 with a JSON body.
+    pub fn created(body: &impl Serialize) -> Self {
+        Self::with_status(201, body)
+    }
+
+    /// 204 with no body.
+    pub fn no_content() -> Self {
+        Response { status: 204, ..Default::default() }
+    }
+
+    /// Any 2xx status with a JSON body.
+    pub fn with_status(status: u16, body: &impl Serialize) -> Self {
+        let body = serde_json::to_string(body).expect("a JSON value always serializes");
+        Response { status, body: Some(body), ..Default::default() }
+    }
+
+    /// Insert a new record; the request fails with 409 if its id exists.
+    pub fn insert<T: Serialize>(mut self, record: &Record<T>) -> Self {
+        self.writes.push(Write::Upsert(Upsert {
+            record_type: record.record_type.clone(),
+            id: record.id.clone(),
+            data: record.data_json(),
+            expected_version: None,
+        }));
+        self
+    }
+
+    /// Update a record read earlier in this request; 409 if someone changed it since.
+    pub fn update<T: Serialize>(mut self, record: &Record<T>) -> Self {
+        self.writes.push(Write::Upsert(Upsert {
+            record_type: record.record_type.clone(),
+            id: record.id.clone(),
+            data: record.data_json(),
+            expected_version: Some(record.version),
+        }));
+        self
+    }
+
+    /// Delete a record read earlier in this request; 409 if someone changed it since.
+    pub fn delete<T>(mut self, record: &Record<T>) -> Self {
+        self.writes.push(Write::Delete(Delete {
+            record_type: record.record_type.clone(),
+            id: record.id.clone(),
+            expected_version: Some(record.version),
+        }));
+        self
+    }
+
+    /// Emit a notification after the commit.
+    pub fn notify(mut self, notification: Notification) -> Self {
+        self.notifications.push(notification);
+        self
+    }
+}
+
+impl From<Response> for types::Response {
+    fn from(r: Response) -> Self {
+        types::Response { status: r.status, body: r.body, writes: r.writes, notifications: r.notifications }
+    }
+}
