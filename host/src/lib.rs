@@ -81,8 +81,8 @@ impl Server {
         };
         let (socket_layer, io) = SocketIo::builder().with_state(realtime).build_layer();
         realtime::register(&io);
-        let state =
-            AppState { db, clock, config: Arc::clone(&config), plugins, runtime, notifier: Notifier::new(io.clone()) };
+        let notifier = Notifier::start(io.clone(), db.clone()).await.context("starting the notification emitter")?;
+        let state = AppState { db, clock, config: Arc::clone(&config), plugins, runtime, notifier };
 
         let listener =
             tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;

@@ -20,6 +20,9 @@ use sqlx::{Any, AnyPool, Executor, Transaction};
 /// The embedded migrations (`/migrations`), shared by both backends.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 
+/// The PostgreSQL advisory lock that serializes writing transactions ("TIDINGS" in ASCII).
+const WRITE_LOCK_KEY: i64 = 0x5449_4449_4e47_53;
+
 /// A database transaction on either backend.
 pub type Tx = Transaction<'static, Any>;
 
@@ -114,13 +117,19 @@ impl Db {
         Ok(Db { pool, dialect })
     }
 
-    /// Begin a transaction for a request that may write. On SQLite it takes the write lock
-    /// up front (`BEGIN IMMEDIATE`) so that a read-then-write never fails halfway; on
-    /// PostgreSQL it is SERIALIZABLE, and the caller retries on [`Error::is_transient`].
+    /// Begin a transaction for a request that may write. Writers are serialized: on SQLite
+    /// by `BEGIN IMMEDIATE` (the write lock up front, so a read-then-write never fails
+    /// halfway), on PostgreSQL by a transaction-scoped advisory lock taken before any read.
+    /// A plugin therefore reads the state as of every earlier commit, and its checks (such
+    /// as "this name is free") still hold when its writes land. Readers never wait.
     pub async fn begin_write(&self) -> Result<Tx> {
         Ok(match self.dialect {
             Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Dialect::Postgres => self.pool.begin_with("BEGIN ISOLATION LEVEL SERIALIZABLE").await?,
+            Dialect::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(WRITE_LOCK_KEY).execute(&mut *tx).await?;
+                tx
+            }
         })
     }
 

@@ -57,3 +57,8 @@ pub async fn after<'c>(db: impl AnyExecutor<'c>, after: i64, limit: i64) -> Resu
     .fetch_all(db)
     .await?)
 }
+
+/// The highest offset in the log, or 0 when it is empty.
+pub async fn last_seq<'c>(db: impl AnyExecutor<'c>) -> Result<i64> {
+    Ok(sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM notification_log").fetch_one(db).await?)
+}

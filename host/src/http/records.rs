@@ -86,7 +86,9 @@ async fn run(
     };
     let read_only = method == Method::GET;
     let outcome = dispatch::run(&state.db, &state.runtime, &plugin, &request, read_only).await?;
-    state.notifier.publish(&outcome.notifications).await;
+    if !outcome.notifications.is_empty() {
+        state.notifier.committed();
+    }
 
     let status = StatusCode::from_u16(outcome.status).unwrap_or(StatusCode::OK);
     Ok(match outcome.body {

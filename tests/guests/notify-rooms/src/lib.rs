@@ -1,0 +1,48 @@
+//! Test guest `notify-rooms`: notes whose notification goes to rooms chosen by the caller.
+
+use plugin_sdk::prelude::*;
+use serde::{Deserialize, Serialize};
+
+struct NotifyRooms;
+plugin_sdk::export!(NotifyRooms);
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Note {
+    targets: Vec<String>,
+    #[serde(default)]
+    to_self: bool,
+}
+
+impl Plugin for NotifyRooms {
+    fn describe() -> Descriptor {
+        Descriptor::new("notify-rooms", "NOTE", "notes", "0.1.0").action("create", Method::Post, "/", Access::SignedIn)
+    }
+
+    fn handle(req: Request) -> Result<Response> {
+        let user = req.require_user()?;
+        let note: Note = req.body()?;
+        let mut targets = Vec::new();
+        for target in &note.targets {
+            targets.push(match target.as_str() {
+                "all" => Target::All,
+                "admins" => Target::Admins,
+                "my-session" => Target::Session(user.session_id.clone()),
+                other => match other.split_once(':') {
+                    Some(("user", id)) => Target::User(id.into()),
+                    Some(("session", id)) => Target::Session(id.into()),
+                    _ => return Err(PluginError::InvalidInput(format!("unknown target {other:?}"))),
+                },
+            });
+        }
+        let to_self = note.to_self;
+        let record = Record::new("NOTE", req.now(), note);
+        let json = record.to_json();
+        let mut notification = Notification::created("NOTE", &record.id, &json);
+        notification.targets = targets;
+        if to_self {
+            notification = notification.to_self();
+        }
+        Ok(Response::created(&json).insert(&record).notify(notification))
+    }
+}

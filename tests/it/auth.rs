@@ -1,0 +1,143 @@
+//! Sessions and users over HTTP: login, rotation, logout, user creation, and the request
+//! guards (Origin, content type, body size).
+
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_TYPE, ORIGIN, SET_COOKIE};
+use serde_json::json;
+
+use crate::support::{ADMIN_EMAIL, ADMIN_PASSWORD, Backend, TestHost, both_backends};
+
+both_backends!(
+    login_sets_a_hardened_cookie_and_never_says_which_part_was_wrong,
+    login_rotates_and_logout_ends_the_session,
+    users_are_created_by_admins_with_unique_emails,
+    request_guards_refuse_bad_requests,
+);
+
+async fn login_sets_a_hardened_cookie_and_never_says_which_part_was_wrong(backend: Backend) {
+    let host = TestHost::start(backend).await;
+    let http = reqwest::Client::new();
+    let res = http
+        .post(host.url("/api/v1/auth/login"))
+        .json(&json!({ "email": ADMIN_EMAIL.to_uppercase(), "password": ADMIN_PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "e-mails compare case-insensitively");
+    let cookie = res.headers().get(SET_COOKIE).unwrap().to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("tidings_session="), "{cookie}");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
+    let user: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(user["role"], "ADMIN");
+    assert!(user.get("passwordHash").is_none() && user.get("password").is_none());
+
+    let wrong_password =
+        host.anonymous().post("/api/v1/auth/login", &json!({ "email": ADMIN_EMAIL, "password": "nope-nope" })).await;
+    let unknown_user = host
+        .anonymous()
+        .post("/api/v1/auth/login", &json!({ "email": "who@example.com", "password": "nope-nope" }))
+        .await;
+    assert_eq!(wrong_password.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(wrong_password, unknown_user, "the answer does not reveal which part was wrong");
+    host.stop().await;
+}
+
+async fn login_rotates_and_logout_ends_the_session(backend: Backend) {
+    let host = TestHost::start(backend).await;
+    let client = host.admin().await;
+    let (status, me) = client.get("/api/v1/user").await;
+    assert_eq!((status, me["email"].as_str()), (StatusCode::OK, Some(ADMIN_EMAIL)));
+
+    // Log in again with the old cookie: the old one must stop working.
+    let old_cookie = cookie_of(&client, &host).await;
+    client.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let stale =
+        reqwest::Client::new().get(host.url("/api/v1/user")).header("cookie", &old_cookie).send().await.unwrap();
+    assert_eq!(stale.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(client.get("/api/v1/user").await.0, StatusCode::OK);
+
+    let (status, _) = client.post("/api/v1/logout", &json!({})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(client.get("/api/v1/user").await.0, StatusCode::UNAUTHORIZED);
+    host.stop().await;
+}
+
+/// The `tidings_session=…` pair the client currently sends.
+async fn cookie_of(client: &crate::support::Client, host: &TestHost) -> String {
+    let res = client
+        .http
+        .post(host.url("/api/v1/auth/login"))
+        .json(&json!({ "email": ADMIN_EMAIL, "password": ADMIN_PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    let set = res.headers().get(SET_COOKIE).unwrap().to_str().unwrap();
+    set.split(';').next().unwrap().to_owned()
+}
+
+async fn users_are_created_by_admins_with_unique_emails(backend: Backend) {
+    let host = TestHost::start(backend).await;
+    let admin = host.admin().await;
+    let body = json!({ "email": "ada@example.com", "password": "password123", "role": "USER", "firstName": "Ada", "lastName": "L" });
+    let (status, user) = admin.post("/api/v1/users", &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{user}");
+    assert_eq!((user["firstName"].as_str(), user["role"].as_str()), (Some("Ada"), Some("USER")));
+    assert!(uuid::Uuid::parse_str(user["id"].as_str().unwrap()).is_ok());
+
+    let (status, _) =
+        admin.post("/api/v1/users", &json!({ "email": "ADA@example.com", "password": "password123" })).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = admin.post("/api/v1/users", &json!({ "email": "bob@example.com", "password": "short" })).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = admin
+        .post("/api/v1/users", &json!({ "email": "bob@example.com", "password": "password123", "role": "ROOT" }))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let ada = host.anonymous();
+    ada.login("ada@example.com", "password123").await;
+    let (status, _) =
+        ada.post("/api/v1/users", &json!({ "email": "eve@example.com", "password": "password123" })).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let eve = host
+        .anonymous()
+        .post("/api/v1/auth/login", &json!({ "email": "eve@example.com", "password": "password123" }))
+        .await;
+    assert_eq!(eve.0, StatusCode::UNAUTHORIZED, "the refused user was not created");
+    host.stop().await;
+}
+
+async fn request_guards_refuse_bad_requests(backend: Backend) {
+    let host = TestHost::start_with(backend, |c| c.max_body_bytes = 4096).await;
+    let admin = host.admin().await;
+    let url = admin.url("/api/v1/departments");
+
+    let foreign =
+        admin.http.post(&url).header(ORIGIN, "http://evil.example").json(&json!({ "name": "x" })).send().await.unwrap();
+    assert_eq!(foreign.status(), StatusCode::FORBIDDEN);
+    let cross = admin
+        .http
+        .post(&url)
+        .header("sec-fetch-site", "cross-site")
+        .json(&json!({ "name": "x" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross.status(), StatusCode::FORBIDDEN);
+    let own =
+        admin.http.post(&url).header(ORIGIN, host.server.url()).json(&json!({ "name": "own" })).send().await.unwrap();
+    assert_eq!(own.status(), StatusCode::CREATED);
+
+    let text = admin.http.post(&url).header(CONTENT_TYPE, "text/plain").body("{\"name\":\"t\"}").send().await.unwrap();
+    assert_eq!(text.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let malformed =
+        admin.http.post(&url).header(CONTENT_TYPE, "application/json").body("{\"name\":").send().await.unwrap();
+    assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
+    let (status, body) = crate::support::Client::read(malformed).await;
+    assert!(body["error"].as_str().is_some_and(|m| m.contains("JSON")), "{status} {body}");
+    let huge = admin.http.post(&url).json(&json!({ "name": "x".repeat(10_000) })).send().await.unwrap();
+    assert_eq!(huge.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    assert_eq!(host.stored("DEPARTMENT").await, 1, "only the same-origin request created a record");
+    host.stop().await;
+}

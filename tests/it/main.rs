@@ -1,0 +1,8 @@
+//! The integration tests: one binary, a module per surface. Every test runs against a real
+//! server on `127.0.0.1:0`, once on SQLite and once on PostgreSQL.
+
+mod auth;
+mod plugins;
+mod records;
+mod support;
+mod tidy;

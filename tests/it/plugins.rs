@@ -1,0 +1,52 @@
+//! The plugin boundary: faults (trap, timeout, invalid output) and grant violations are
+//! contained — the mapped status, nothing written, nothing logged for emission — and the
+//! next call to the same plugin works.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::support::{Backend, TestHost, both_backends};
+
+both_backends!(faults_are_contained_and_the_plugin_keeps_serving);
+
+async fn faults_are_contained_and_the_plugin_keeps_serving(backend: Backend) {
+    let host = TestHost::start_with(backend, |c| c.limits.timeout = Duration::from_millis(200)).await;
+    let (user, _) = host.user("USER").await;
+
+    let (status, body) = user.post("/api/v1/faults/ok", &json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let counts =
+        async || (host.stored("FAULT").await, host.stored("DEPARTMENT").await, host.logged_notifications().await);
+    let mut baseline = counts().await;
+    assert_eq!(baseline, (1, 0, 1));
+
+    let cases = [
+        ("trap", StatusCode::BAD_GATEWAY),
+        ("loop", StatusCode::GATEWAY_TIMEOUT),
+        ("bad-status", StatusCode::BAD_GATEWAY),
+        ("write-other", StatusCode::BAD_GATEWAY),
+        ("notify-other", StatusCode::BAD_GATEWAY),
+        ("read-other", StatusCode::BAD_GATEWAY),
+        ("conflict", StatusCode::CONFLICT),
+    ];
+    for (action, expected) in cases {
+        let started = Instant::now();
+        let (status, body) = user.post(&format!("/api/v1/faults/{action}"), &json!({})).await;
+        assert_eq!(status, expected, "{action}: {body}");
+        assert!(body["error"].is_string(), "{action}: {body}");
+        if status.is_server_error() {
+            assert!(body["errorId"].is_string(), "5xx answers carry an error id: {body}");
+        }
+        if action == "loop" {
+            assert!(started.elapsed() < Duration::from_secs(5), "the endless loop was stopped");
+        }
+        assert_eq!(counts().await, baseline, "{action} changed stored data or logged a notification");
+        let (status, _) = user.post("/api/v1/faults/ok", &json!({})).await;
+        assert_eq!(status, StatusCode::CREATED, "the plugin serves again after {action}");
+        baseline = (baseline.0 + 1, baseline.1, baseline.2 + 1);
+        assert_eq!(counts().await, baseline);
+    }
+    host.stop().await;
+}

@@ -1,0 +1,136 @@
+//! Records over HTTP through the bundled plugins: the department and semester routes, their
+//! statuses and permission rules, and that failures change nothing.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::{Backend, TestHost, both_backends};
+
+both_backends!(
+    department_crud_round_trip,
+    department_rules_refuse_and_change_nothing,
+    semester_dates_are_validated_and_sync_date_is_the_midpoint,
+    routes_need_a_session_unless_public,
+);
+
+async fn department_crud_round_trip(backend: Backend) {
+    let host = TestHost::start(backend).await;
+    let admin = host.admin().await;
+    let (user, _) = host.user("USER").await;
+
+    let (status, created) =
+        admin.post("/api/v1/departments", &json!({ "name": "Gymnasium", "description": "G" })).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(created["name"], "Gymnasium");
+    assert_eq!(created["color"], "#306cce");
+    assert_eq!(created["createdAt"], created["updatedAt"]);
+    assert!(created["createdAt"].as_str().unwrap().ends_with('Z'));
+
+    // Public list, signed-in find.
+    let (status, list) = host.anonymous().get("/api/v1/departments").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list, json!([created]));
+    let (status, found) = user.get(&format!("/api/v1/departments/{id}")).await;
+    assert_eq!((status, &found), (StatusCode::OK, &created));
+
+    let (status, updated) =
+        admin.put(&format!("/api/v1/departments/{id}"), &json!({ "data": { "description": "changed" } })).await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated["description"], "changed");
+    assert_eq!(updated["createdAt"], created["createdAt"]);
+
+    let (status, _) = admin.delete(&format!("/api/v1/departments/{id}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = user.get(&format!("/api/v1/departments/{id}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(host.logged_notifications().await, 3, "create, update and delete each logged one notification");
+    host.stop().await;
+}
+
+async fn department_rules_refuse_and_change_nothing(backend: Backend) {
+    let host = TestHost::start(backend).await;
+    let admin = host.admin().await;
+    let (user, _) = host.user("USER").await;
+    let (_, existing) = admin.post("/api/v1/departments", &json!({ "name": "Taken" })).await;
+    let before = (host.stored("DEPARTMENT").await, host.logged_notifications().await);
+
+    let cases: Vec<(&crate::support::Client, Value, StatusCode)> = vec![
+        (&user, json!({ "name": "By a user" }), StatusCode::FORBIDDEN),
+        (&admin, json!({ "name": "Taken" }), StatusCode::CONFLICT),
+        (&admin, json!({ "name": 42 }), StatusCode::BAD_REQUEST),
+        (&admin, json!({ "description": "no name" }), StatusCode::BAD_REQUEST),
+    ];
+    for (client, body, expected) in cases {
+        let (status, error) = client.post("/api/v1/departments", &body).await;
+        assert_eq!(status, expected, "{body} → {error}");
+        assert!(error["error"].is_string(), "errors are {{\"error\": ...}}: {error}");
+    }
+    let id = existing["id"].as_str().unwrap();
+    let (status, _) = admin
+        .put(&format!("/api/v1/departments/{id}"), &json!({ "data": { "department1_Id": id, "department2_Id": id } }))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = user.delete(&format!("/api/v1/departments/{id}")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = admin.put("/api/v1/departments/missing", &json!({ "data": {} })).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    assert_eq!((host.stored("DEPARTMENT").await, host.logged_notifications().await), before);
+    let (_, after) = admin.get(&format!("/api/v1/departments/{id}")).await;
+    assert_eq!(after, existing, "the refused update left the record as it was");
+    host.stop().await;
+}
+
+async fn semester_dates_are_validated_and_sync_date_is_the_midpoint(backend: Backend) {
+    let host = TestHost::start(backend).await;
+    let admin = host.admin().await;
+    let (status, semester) = admin
+        .post(
+            "/api/v1/semesters",
+            &json!({ "name": "HS26", "start": "2026-08-01T00:00:00.000Z", "end": "2026-08-03T00:00:00.000Z" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{semester}");
+    assert_eq!(semester["untisSyncDate"], "2026-08-02T00:00:00.000Z");
+
+    let (status, _) = admin
+        .post(
+            "/api/v1/semesters",
+            &json!({ "name": "bad", "start": "2026-08-03T00:00:00.000Z", "end": "2026-08-01T00:00:00.000Z" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let id = semester["id"].as_str().unwrap();
+    let (status, _) = admin
+        .put(&format!("/api/v1/semesters/{id}"), &json!({ "data": { "untisSyncDate": "2027-01-01T00:00:00.000Z" } }))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (_, list) = admin.get("/api/v1/semesters").await;
+    assert_eq!(list, json!([semester]));
+    host.stop().await;
+}
+
+async fn routes_need_a_session_unless_public(backend: Backend) {
+    let host = TestHost::start(backend).await;
+    let anonymous = host.anonymous();
+    let (user, _) = host.user("USER").await;
+    for path in [
+        "/api/v1/departments/some-id",
+        "/api/v1/semesters/some-id",
+        "/api/v1/nothing-here",
+        "/api/v1/departments/a/b/c",
+    ] {
+        let (status, body) = anonymous.get(path).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {body}");
+    }
+    let (status, _) = user.get("/api/v1/nothing-here").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = anonymous.post("/api/v1/departments", &json!({ "name": "x" })).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    for path in ["/api/v1/departments", "/api/v1/semesters", "/healthz"] {
+        let (status, _) = anonymous.get(path).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+    }
+    host.stop().await;
+}
