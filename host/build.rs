@@ -9,7 +9,6 @@ fn main() {
     println!("cargo:rerun-if-changed=../migrations");
     println!("cargo:rerun-if-changed=../wit");
     println!("cargo:rerun-if-changed=../plugins");
-    println!("cargo:rerun-if-env-changed=TIDINGS_SKIP_PLUGIN_BUILD");
 
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap());

@@ -139,7 +139,7 @@ pub async fn apply(conn: &mut AnyConnection, write: &Write, now: &str) -> Result
                 .rows_affected()
         }
     };
-    if affected == 1 {
+    if affected == 1 || matches!(write, Write::Delete { expected_version: None, .. }) {
         return Ok(Ok(()));
     }
     Ok(Err(RecordError::VersionConflict(match write {
@@ -196,18 +196,22 @@ fn column(field: &str) -> Option<&'static str> {
     }
 }
 
+/// Whether `field` may name a record field in a query or an index: an identifier of at most
+/// 64 characters (letters, digits, `_`, not starting with a digit).
+pub fn check_field(field: &str) -> Result<(), RecordError> {
+    let valid = field.len() <= 64
+        && field.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid { Ok(()) } else { Err(RecordError::InvalidQuery(format!("{field:?} is not a valid field name"))) }
+}
+
 /// The SQL expression reading `field` out of a record. Field names are restricted to
 /// identifiers, so they can be spliced into SQL safely.
 fn field_expr(dialect: Dialect, field: &str) -> Result<String, RecordError> {
     if let Some(column) = column(field) {
         return Ok(column.to_owned());
     }
-    let valid = field.len() <= 64
-        && field.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !valid {
-        return Err(RecordError::InvalidQuery(format!("{field:?} is not a valid field name")));
-    }
+    check_field(field)?;
     Ok(match dialect {
         Dialect::Sqlite => format!("json_extract(data, '$.{field}')"),
         Dialect::Postgres => format!("(data::jsonb -> '{field}')"),

@@ -8,7 +8,7 @@ use crate::plugin::bindings::wit;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The plugin decided to refuse the request (its own typed error).
-    #[error("plugin refused: {0}")]
+    #[error("plugin refused: {}", refusal_message(.0))]
     Guest(wit::PluginError),
     /// The plugin misbehaved: it trapped, ran out of time or memory, or returned output the
     /// host does not accept. Blame: plugin.
@@ -17,6 +17,18 @@ pub enum Error {
     /// The host failed while serving the plugin (e.g. the database). Blame: host.
     #[error("host failure during plugin call: {0}")]
     Host(#[from] db::Error),
+}
+
+/// The human-readable message of a plugin's refusal.
+pub fn refusal_message(refusal: &wit::PluginError) -> &str {
+    match refusal {
+        wit::PluginError::InvalidInput(m)
+        | wit::PluginError::Unauthorized(m)
+        | wit::PluginError::Forbidden(m)
+        | wit::PluginError::NotFound(m)
+        | wit::PluginError::Conflict(m)
+        | wit::PluginError::Internal(m) => m,
+    }
 }
 
 /// The kinds of plugin fault, each mapped to a fixed status by the HTTP layer.

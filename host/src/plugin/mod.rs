@@ -16,6 +16,6 @@ mod registry;
 mod runtime;
 
 pub use bindings::wit as types;
-pub use error::{Error, FaultKind, LoadError};
+pub use error::{Error, FaultKind, LoadError, refusal_message};
 pub use registry::Registry;
 pub use runtime::{Limits, LoadedPlugin, RouteMatch, Runtime};

@@ -337,8 +337,8 @@ fn validate(d: &wit::Descriptor) -> Result<HashMap<Method, matchit::Router<usize
         }
     }
     for index in &d.indexes {
-        if !index.field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || index.field.is_empty() {
-            return invalid(format!("index field {:?} must be an identifier", index.field));
+        if let Err(e) = crate::db::records::check_field(&index.field) {
+            return invalid(format!("index: {e}"));
         }
     }
     Ok(routes)

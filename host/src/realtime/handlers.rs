@@ -2,7 +2,7 @@
 //! fallback that routes client→server events with acknowledgements to plugins.
 
 use serde_json::{Value, json};
-use socketioxide::extract::{AckSender, Data, Event, Extension, SocketRef, State};
+use socketioxide::extract::{AckSender, Event, Extension, SocketRef, State, TryData};
 use std::sync::Arc;
 
 use axum_extra::extract::CookieJar;
@@ -47,11 +47,13 @@ pub async fn authenticate(socket: SocketRef, State(state): State<RealtimeState>)
 /// `{"state": "success", ...}` or `{"state": "error", "message": ...}`.
 pub async fn plugin_event(
     Event(event): Event,
-    Data(args): Data<Value>,
+    TryData(args): TryData<Args>,
     ack: AckSender,
     Extension(session): Extension<Arc<Session>>,
     State(state): State<RealtimeState>,
 ) {
+    // An event sent without arguments still gets an answer.
+    let args = args.map_or_else(|_| Vec::new(), |Args(args)| args);
     let reply = match answer(&state, &session, &event, args).await {
         Ok(Value::Object(mut fields)) => {
             fields.insert("state".into(), "success".into());
@@ -65,7 +67,31 @@ pub async fn plugin_event(
     }
 }
 
-async fn answer(state: &RealtimeState, session: &Session, event: &str, args: Value) -> Result<Value, String> {
+/// Every argument of an event. socketioxide hands a handler all arguments only when the
+/// extracted type deserializes as a tuple (otherwise just the first), so this asks for one.
+pub struct Args(Vec<Value>);
+
+impl<'de> serde::Deserialize<'de> for Args {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Args;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("event arguments")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Args, A::Error> {
+                let mut args = Vec::new();
+                while let Some(arg) = seq.next_element()? {
+                    args.push(arg);
+                }
+                Ok(Args(args))
+            }
+        }
+        deserializer.deserialize_tuple(usize::MAX, Visit)
+    }
+}
+
+async fn answer(state: &RealtimeState, session: &Session, event: &str, args: Vec<Value>) -> Result<Value, String> {
     let plugin = state.plugins.by_socket_event(event).ok_or_else(|| format!("unknown event {event}"))?;
     let request = types::SocketRequest {
         actor: types::User {
@@ -74,10 +100,7 @@ async fn answer(state: &RealtimeState, session: &Session, event: &str, args: Val
             session_id: session.id.clone(),
         },
         event: event.to_owned(),
-        args: match args {
-            Value::Array(_) => args.to_string(),
-            single => Value::Array(vec![single]).to_string(),
-        },
+        args: Value::Array(args).to_string(),
         now: iso(state.clock.now()),
     };
     let tx = state.db.begin_read().await.map_err(|e| {
@@ -86,7 +109,7 @@ async fn answer(state: &RealtimeState, session: &Session, event: &str, args: Val
     })?;
     match state.runtime.socket_event(&plugin, &request, tx).await {
         Ok(json) => serde_json::from_str(&json).map_err(|_| "the plugin answered invalid JSON".to_owned()),
-        Err(crate::plugin::Error::Guest(refusal)) => Err(refusal.to_string()),
+        Err(crate::plugin::Error::Guest(refusal)) => Err(crate::plugin::refusal_message(&refusal).to_owned()),
         Err(err) => {
             tracing::error!(%err, event, "plugin socket event failed");
             Err("the plugin failed".to_owned())

@@ -54,8 +54,8 @@ pub use serde_json::{Value, json};
 /// Everything a typical plugin uses: `use plugin_sdk::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Access, Descriptor, FieldValue, Method, Notification, Plugin, PluginError, Query, Record, Request, Response,
-        Result, Target, Value, ensure, get, json,
+        Access, Comparison, Descriptor, FieldValue, Method, Notification, Plugin, PluginError, Query, Record, Request,
+        Response, Result, SocketRequest, Target, Value, ensure, get, json,
     };
 }
 

@@ -90,7 +90,8 @@ pub fn get<T: DeserializeOwned>(record_type: &str, id: &str) -> Result<Option<Re
     store::get(record_type, id)?.map(Record::from_stored).transpose()
 }
 
-/// A query over one record type: `Query::new("SEMESTER").lt("start", now).fetch()`.
+/// A query over one record type:
+/// `Query::new("SEMESTER").filter("start", Comparison::Le, now).order_by("start").fetch()`.
 pub struct Query(types::Query);
 
 impl Query {
@@ -149,6 +150,24 @@ impl From<String> for FieldValue {
 impl From<i64> for FieldValue {
     fn from(n: i64) -> Self {
         FieldValue::Integer(n)
+    }
+}
+
+impl From<i32> for FieldValue {
+    fn from(n: i32) -> Self {
+        FieldValue::Integer(n.into())
+    }
+}
+
+impl From<f64> for FieldValue {
+    fn from(f: f64) -> Self {
+        FieldValue::Float(f)
+    }
+}
+
+impl<T: Into<FieldValue>> From<Option<T>> for FieldValue {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(FieldValue::Null, Into::into)
     }
 }
 

@@ -16,7 +16,19 @@ struct Note {
 
 impl Plugin for NotifyRooms {
     fn describe() -> Descriptor {
-        Descriptor::new("notify-rooms", "NOTE", "notes", "0.1.0").action("create", Method::Post, "/", Access::SignedIn)
+        Descriptor::new("notify-rooms", "NOTE", "notes", "0.1.0")
+            .action("create", Method::Post, "/", Access::SignedIn)
+            .socket_event("notes:count")
+    }
+
+    /// `notes:count` → `{count, args}`; `notes:count` with `{"fail": true}` refuses.
+    fn on_socket_event(req: SocketRequest) -> Result<Value> {
+        let args: Vec<Value> = serde_json::from_str(&req.args).map_err(|e| PluginError::InvalidInput(e.to_string()))?;
+        if args.first().and_then(|a| a.get("fail")).is_some() {
+            return Err(PluginError::InvalidInput("asked to fail".into()));
+        }
+        let count = Query::new("NOTE").fetch::<Value>()?.len();
+        Ok(json!({ "count": count, "args": args.len() }))
     }
 
     fn handle(req: Request) -> Result<Response> {

@@ -1,0 +1,35 @@
+// Client→server events with acknowledgements, routed to the plugin that declares them
+// (the test plugin notify_rooms.wasm answers `notes:count`).
+
+import { before, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { assertStatus, createUser, postNote, useServer } from './harness.mjs';
+
+describe('socket events with acknowledgements', () => {
+  const srv = useServer({ notifyRooms: true });
+  let B;
+
+  before(async () => {
+    B = await createUser(srv.base, srv.admin.cookie);
+    assertStatus(await postNote(srv.base, B.cookie, ['all']), 201, 'first note');
+    assertStatus(await postNote(srv.base, B.cookie, ['all']), 201, 'second note');
+  });
+
+  srv.test('a declared event is answered by its plugin, with or without arguments', async () => {
+    const socket = await srv.connect({ cookie: B.cookie });
+    const withArgs = await socket.timeout(2000).emitWithAck('notes:count', { page: 1 }, 'second');
+    assert.deepEqual(withArgs, { state: 'success', count: 2, args: 2 });
+    const withoutArgs = await socket.timeout(2000).emitWithAck('notes:count');
+    assert.deepEqual(withoutArgs, { state: 'success', count: 2, args: 0 });
+  });
+
+  srv.test('a refusal and an unknown event are error acks with a message', async () => {
+    const socket = await srv.connect({ cookie: B.cookie });
+    const refused = await socket.timeout(2000).emitWithAck('notes:count', { fail: true });
+    assert.deepEqual(refused, { state: 'error', message: 'asked to fail' });
+    const unknown = await socket.timeout(2000).emitWithAck('nobody:listens', {});
+    assert.equal(unknown.state, 'error');
+    assert.match(unknown.message, /unknown event/);
+    assert.ok(socket.connected, 'the socket stays connected');
+  });
+});
