@@ -39,7 +39,10 @@ fn main() {
     let mut generated = String::new();
     for name in &names {
         let suite = name.split('-').next().unwrap();
-        assert!(["notify", "fault"].contains(&suite), "test guest {name} has an unknown suite prefix {suite:?}");
+        assert!(
+            ["notify", "fault", "swap"].contains(&suite),
+            "test guest {name} has an unknown suite prefix {suite:?}"
+        );
         let path = target_dir.join("wasm32-wasip2/release").join(format!("{}.wasm", name.replace('-', "_")));
         assert!(path.exists(), "missing {}", path.display());
         let constant = name.to_uppercase().replace('-', "_");

@@ -41,6 +41,9 @@ pub struct ServeArgs {
     /// Skip the bundled plugins (serve only those in the plugin directory).
     #[arg(long, env = "TIDINGS_NO_BUNDLED_PLUGINS")]
     pub no_bundled_plugins: bool,
+    /// A bearer token that lets a scraper read `/metrics` without a session.
+    #[arg(long, env = "TIDINGS_METRICS_TOKEN")]
+    pub metrics_token: Option<String>,
     /// Let ADMINs pin the host clock with `PUT /api/v1/admin/clock` (for tests only).
     #[arg(long, env = "TIDINGS_TEST_CLOCK")]
     pub test_clock: bool,
@@ -59,6 +62,7 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub bundled_plugins: bool,
     pub test_clock: bool,
+    pub metrics_token: Option<String>,
     /// Create this ADMIN on first start (`TIDINGS_ADMIN_EMAIL`, `TIDINGS_ADMIN_PASSWORD`).
     pub bootstrap_admin: Option<(String, String)>,
 }
@@ -89,6 +93,7 @@ impl From<ServeArgs> for Config {
             max_body_bytes: args.max_body_bytes,
             bundled_plugins: !args.no_bundled_plugins,
             test_clock: args.test_clock,
+            metrics_token: args.metrics_token.filter(|t| !t.is_empty()),
             bootstrap_admin,
         }
     }
@@ -108,6 +113,7 @@ impl Config {
             max_body_bytes: 1 << 20,
             bundled_plugins: true,
             test_clock: true,
+            metrics_token: None,
             bootstrap_admin: None,
         }
     }

@@ -4,11 +4,13 @@
 //! Entry points: [`Server::start`] (what `tidings serve` and the tests run) and [`app`] (the
 //! router, for in-process tests). See ARCHITECTURE.md for the map of the modules.
 
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod db;
 pub mod dispatch;
 pub mod http;
+pub mod lifecycle;
 pub mod notifications;
 pub mod plugin;
 pub mod realtime;
@@ -16,7 +18,6 @@ pub mod sessions;
 pub mod state;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -29,6 +30,7 @@ use tokio::task::JoinHandle;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::Db;
+use crate::lifecycle::PluginManager;
 use crate::notifications::Notifier;
 use crate::plugin::{LoadedPlugin, Registry, Runtime};
 use crate::realtime::RealtimeState;
@@ -68,9 +70,9 @@ impl Server {
                 tracing::info!(email, "created the bootstrap admin");
             }
         }
-        let runtime = Runtime::new(config.limits.clone(), db.dialect).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let runtime = Runtime::new(config.limits.clone(), db.dialect, Some(config.data_dir.join("cache")))
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let plugins = Arc::new(Registry::default());
-        load_plugins(&config, &db, &runtime, &plugins).await?;
 
         let realtime = RealtimeState {
             db: db.clone(),
@@ -82,7 +84,14 @@ impl Server {
         let (socket_layer, io) = SocketIo::builder().with_state(realtime).build_layer();
         realtime::register(&io);
         let notifier = Notifier::start(io.clone(), db.clone()).await.context("starting the notification emitter")?;
-        let state = AppState { db, clock, config: Arc::clone(&config), plugins, runtime, notifier };
+        let manager =
+            PluginManager::new(db.clone(), clock.clone(), Arc::clone(&runtime), Arc::clone(&plugins), notifier.clone());
+        let bundled = if config.bundled_plugins { bundled::PLUGINS } else { &[] };
+        manager.load_at_start(bundled, config.plugin_dir.as_deref()).await.context("loading the plugins")?;
+        if let Some(dir) = &config.plugin_dir {
+            manager.watch(dir.clone());
+        }
+        let state = AppState { db, clock, config: Arc::clone(&config), plugins, runtime, notifier, manager };
 
         let listener =
             tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
@@ -128,43 +137,12 @@ impl Server {
     }
 }
 
-async fn load_plugins(config: &Config, db: &Db, runtime: &Arc<Runtime>, registry: &Registry) -> anyhow::Result<()> {
-    let mut sources: Vec<(String, Vec<u8>)> = Vec::new();
-    if config.bundled_plugins {
-        sources.extend(bundled::PLUGINS.iter().map(|(name, bytes)| (format!("bundled {name}"), bytes.to_vec())));
-    }
-    if let Some(dir) = &config.plugin_dir {
-        sources.extend(read_plugin_dir(dir)?);
-    }
-    for (source, bytes) in sources {
-        let plugin = runtime.load(bytes).await.with_context(|| format!("loading plugin {source}"))?;
-        prepare(db, &plugin).await?;
-        let d = &plugin.descriptor;
-        tracing::info!(plugin = d.name, version = d.version, collection = d.collection, %source, "plugin loaded");
-        registry.install(plugin).with_context(|| format!("installing plugin {source}"))?;
-    }
-    Ok(())
-}
-
 /// Load-time work for a plugin's storage: the indexes its queries need.
-async fn prepare(db: &Db, plugin: &LoadedPlugin) -> anyhow::Result<()> {
+pub(crate) async fn prepare_storage(db: &Db, plugin: &LoadedPlugin) -> anyhow::Result<()> {
     for index in &plugin.descriptor.indexes {
         db::records::ensure_index(db, &plugin.descriptor.record_type, &index.field)
             .await
             .with_context(|| format!("creating the index on {}.{}", plugin.descriptor.record_type, index.field))?;
     }
     Ok(())
-}
-
-fn read_plugin_dir(dir: &Path) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).with_context(|| format!("reading the plugin directory {}", dir.display()))? {
-        let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "wasm") {
-            let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-            found.push((path.display().to_string(), bytes));
-        }
-    }
-    found.sort();
-    Ok(found)
 }

@@ -4,6 +4,7 @@ use std::io::Read;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use host::client::AdminClient;
 use host::clock::Clock;
 use host::config::{Config, ServeArgs};
 use host::db::Db;
@@ -26,6 +27,30 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Manage the plugins of a running server (signs in with TIDINGS_EMAIL and
+    /// TIDINGS_PASSWORD, or TIDINGS_ADMIN_EMAIL and TIDINGS_ADMIN_PASSWORD).
+    Plugin {
+        /// The server's base URL.
+        #[arg(long, env = "TIDINGS_SERVER", default_value = "http://127.0.0.1:3002", global = true)]
+        server: String,
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Install a component (`.wasm`); it serves once it has passed the checks.
+    Install {
+        file: std::path::PathBuf,
+        /// Allow grants wider than the running version's.
+        #[arg(long)]
+        approve_grants: bool,
+    },
+    /// List the plugins with their versions, state and counters.
+    List,
+    /// Serve a plugin's previous version again.
+    Rollback { name: String },
 }
 
 #[derive(Subcommand)]
@@ -66,6 +91,7 @@ async fn main() -> anyhow::Result<()> {
             });
             server.wait().await
         }
+        Command::Plugin { server, command } => plugin_command(&server, command).await,
         Command::User { command: UserCommand::Add { email, role, data_dir, database_url } } => {
             let mut password = String::new();
             std::io::stdin().read_to_string(&mut password).context("reading the password from stdin")?;
@@ -86,6 +112,28 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn plugin_command(server: &str, command: PluginCommand) -> anyhow::Result<()> {
+    let var = |names: [&str; 2]| names.iter().find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()));
+    let email = var(["TIDINGS_EMAIL", "TIDINGS_ADMIN_EMAIL"]).context("set TIDINGS_EMAIL (an ADMIN's e-mail)")?;
+    let password = var(["TIDINGS_PASSWORD", "TIDINGS_ADMIN_PASSWORD"]).context("set TIDINGS_PASSWORD")?;
+    let client = AdminClient::sign_in(server, &email, &password).await?;
+    let answer = match command {
+        PluginCommand::Install { file, approve_grants } => {
+            let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            // Check the component here first: a refusal is clearer before an upload, and the
+            // install route is addressed by the plugin's own name.
+            let runtime = host::plugin::Runtime::new(Default::default(), host::db::Dialect::Sqlite, None)
+                .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+            let plugin = runtime.load(bytes.clone()).await.with_context(|| format!("checking {}", file.display()))?;
+            client.install(&plugin.descriptor.name, bytes, approve_grants).await?
+        }
+        PluginCommand::List => client.list().await?,
+        PluginCommand::Rollback { name } => client.rollback(&name).await?,
+    };
+    println!("{}", serde_json::to_string_pretty(&answer)?);
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -8,6 +8,7 @@ use axum::extract::FromRef;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::Db;
+use crate::lifecycle::PluginManager;
 use crate::notifications::Notifier;
 use crate::plugin::{Registry, Runtime};
 
@@ -19,6 +20,7 @@ pub struct AppState {
     pub plugins: Arc<Registry>,
     pub runtime: Arc<Runtime>,
     pub notifier: Notifier,
+    pub manager: PluginManager,
 }
 
 impl FromRef<AppState> for Db {

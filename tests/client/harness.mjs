@@ -239,19 +239,23 @@ function trimUrl(url) {
 }
 
 /**
- * A fresh temp dir holding only the test plugin `notify_rooms.wasm`, copied
- * from $TIDINGS_TEST_GUESTS_DIR or <repo>/target/test-guests/wasm32-wasip2/release.
+ * The path of a test guest component, e.g. `swap_one.wasm`, from $TIDINGS_TEST_GUESTS_DIR
+ * or <repo>/target/test-guests/wasm32-wasip2/release (built by `cargo test`).
  */
-export async function notifyRoomsPluginDir() {
+export function testGuest(file) {
   const sourceDir =
     process.env.TIDINGS_TEST_GUESTS_DIR ||
     path.join(REPO_ROOT, 'target', 'test-guests', 'wasm32-wasip2', 'release');
-  const source = path.join(sourceDir, 'notify_rooms.wasm');
+  const source = path.join(sourceDir, file);
   if (!existsSync(source)) {
-    throw new Error(
-      `test plugin not found at ${source}; build the test guests or set TIDINGS_TEST_GUESTS_DIR`,
-    );
+    throw new Error(`test plugin not found at ${source}; build the test guests or set TIDINGS_TEST_GUESTS_DIR`);
   }
+  return source;
+}
+
+/** A fresh temp dir holding only the test plugin `notify_rooms.wasm`. */
+export async function notifyRoomsPluginDir() {
+  const source = testGuest('notify_rooms.wasm');
   const dir = await mkdtemp(path.join(tmpdir(), 'tidings-client-plugins-'));
   await copyFile(source, path.join(dir, 'notify_rooms.wasm'));
   return dir;

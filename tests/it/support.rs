@@ -43,6 +43,7 @@ pub(crate) use both_backends;
 /// A running server on a database of its own, with the bootstrap admin and the test guests.
 pub struct TestHost {
     pub server: Server,
+    pub config: Config,
     data_dir: PathBuf,
     postgres_db: Option<String>,
 }
@@ -77,8 +78,8 @@ impl TestHost {
             postgres_db = Some(name);
         }
         configure(&mut config);
-        let server = Server::start(config).await.expect("the server starts");
-        TestHost { server, data_dir, postgres_db }
+        let server = Server::start(config.clone()).await.expect("the server starts");
+        TestHost { server, config, data_dir, postgres_db }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -123,6 +124,15 @@ impl TestHost {
             .fetch_one(&self.server.state.db.pool)
             .await
             .unwrap()
+    }
+
+    /// Stop the server and start it again on the same data.
+    pub async fn restart(self) -> TestHost {
+        let pool = self.server.state.db.pool.clone();
+        self.server.stop().await.unwrap();
+        pool.close().await;
+        let server = Server::start(self.config.clone()).await.expect("the server starts again");
+        TestHost { server, ..self }
     }
 
     pub async fn stop(self) {

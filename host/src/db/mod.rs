@@ -5,6 +5,7 @@
 //! SQL is portable except where [`Dialect`] says otherwise (JSON field access in `records`).
 
 pub mod notifications;
+pub mod plugins;
 pub mod records;
 pub mod sessions;
 pub mod users;

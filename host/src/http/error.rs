@@ -26,6 +26,9 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// An uploaded component was refused (does not compile, link, describe or pass checks).
+    #[error("plugin refused: {0}")]
+    UnprocessablePlugin(String),
     /// The plugin failed (trap, invalid output, its own internal error).
     #[error("plugin failure: {0}")]
     PluginFailed(String),
@@ -49,6 +52,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::UnprocessablePlugin(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PluginFailed(_) => StatusCode::BAD_GATEWAY,
             ApiError::PluginUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::PluginTimeout(_) => StatusCode::GATEWAY_TIMEOUT,

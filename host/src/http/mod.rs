@@ -5,10 +5,11 @@
 
 mod auth;
 mod error;
+mod plugins;
 mod records;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -27,10 +28,17 @@ pub fn router(state: AppState) -> Router {
         .route("/user", get(auth::current_user))
         .route("/users", post(auth::create_user))
         .route("/admin/clock", put(auth::set_clock))
+        .route("/admin/plugins", get(plugins::list))
+        .route(
+            "/admin/plugins/{name}",
+            put(plugins::install).layer(DefaultBodyLimit::max(plugins::MAX_COMPONENT_BYTES)),
+        )
+        .route("/admin/plugins/{name}/rollback", post(plugins::rollback))
         .route("/{collection}", any(records::dispatch_root))
         .route("/{collection}/{*rest}", any(records::dispatch));
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(plugins::metrics))
         .nest("/api/v1", api)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), guard_origin))

@@ -62,6 +62,14 @@ impl Notifier {
         self.wake.notify_one();
     }
 
+    /// Emit a host event (not a record notification) to every ADMIN socket, e.g.
+    /// `PLUGIN_CHANGED`. Not logged and not replayed.
+    pub async fn announce_to_admins(&self, event: &str, payload: &serde_json::Value) {
+        if let Err(err) = self.io.to(ADMIN_ROOM).emit(event, payload).await {
+            tracing::warn!(%err, event, "announcing to admins failed");
+        }
+    }
+
     /// Disconnect every socket of a session (after logout).
     pub async fn disconnect_session(&self, session_id: &str) {
         if let Err(err) = self.io.within(session_room(session_id)).disconnect().await {

@@ -14,8 +14,10 @@ mod error;
 mod host_api;
 mod registry;
 mod runtime;
+mod stats;
 
 pub use bindings::wit as types;
 pub use error::{Error, FaultKind, LoadError, refusal_message};
 pub use registry::Registry;
 pub use runtime::{Limits, LoadedPlugin, RouteMatch, Runtime};
+pub use stats::{BUCKETS_US, Stats};

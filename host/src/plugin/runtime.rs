@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -19,6 +19,7 @@ use crate::db::{self, Dialect};
 use crate::plugin::bindings::{PluginPre, wit};
 use crate::plugin::ctx::PluginCtx;
 use crate::plugin::host_api::{self, log::LogState, store::StoreState};
+use crate::plugin::stats::Stats;
 use crate::plugin::{Error, FaultKind, LoadError};
 
 /// How often the engine's epoch advances; the granularity of deadlines.
@@ -54,6 +55,8 @@ pub struct Runtime {
     linker: Linker<PluginCtx>,
     limits: Limits,
     dialect: Dialect,
+    /// Where precompiled artifacts are cached; `None` compiles every time.
+    cache_dir: Option<std::path::PathBuf>,
 }
 
 /// A compiled, linked, described and validated plugin, ready to serve.
@@ -61,6 +64,10 @@ pub struct LoadedPlugin {
     pub descriptor: wit::Descriptor,
     /// Hex SHA-256 of the component bytes.
     pub sha256: String,
+    /// When this version started serving (ISO 8601); set by whoever installs it.
+    pub loaded_at: String,
+    /// Who installed it: `bundled`, `directory`, `cli`, or the installing user's id.
+    pub installed_by: String,
     pub stats: Stats,
     pre: PluginPre<PluginCtx>,
     routes: HashMap<Method, matchit::Router<usize>>,
@@ -80,18 +87,13 @@ pub struct RouteMatch<'a> {
     pub params: Vec<(String, String)>,
 }
 
-/// Counters of one loaded plugin.
-#[derive(Default, Debug)]
-pub struct Stats {
-    pub calls: AtomicU64,
-    pub guest_errors: AtomicU64,
-    pub faults: AtomicU64,
-    pub timeouts: AtomicU64,
-}
-
 impl Runtime {
     /// Build the engine (pooling allocator, epoch interruption) and link the host API.
-    pub fn new(limits: Limits, dialect: Dialect) -> wasmtime::Result<Arc<Runtime>> {
+    pub fn new(
+        limits: Limits,
+        dialect: Dialect,
+        cache_dir: Option<std::path::PathBuf>,
+    ) -> wasmtime::Result<Arc<Runtime>> {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(limits.max_instances)
             .total_core_instances(limits.max_instances * 4)
@@ -110,7 +112,7 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         host_api::link(&mut linker)?;
         spawn_epoch_ticker(&engine);
-        Ok(Arc::new(Runtime { engine, linker, limits, dialect }))
+        Ok(Arc::new(Runtime { engine, linker, limits, dialect, cache_dir }))
     }
 
     pub fn limits(&self) -> &Limits {
@@ -122,7 +124,7 @@ impl Runtime {
         let this = Arc::clone(self);
         let (pre, sha256) = tokio::task::spawn_blocking(move || {
             let sha256 = hex::encode(Sha256::digest(&bytes));
-            let component = Component::new(&this.engine, &bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+            let component = this.compile(&bytes, &sha256)?;
             let instance_pre =
                 this.linker.instantiate_pre(&component).map_err(|e| LoadError::Link(format!("{e:#}")))?;
             let pre = PluginPre::new(instance_pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
@@ -144,12 +146,43 @@ impl Runtime {
         Ok(LoadedPlugin {
             descriptor: first,
             sha256,
+            loaded_at: String::new(),
+            installed_by: String::new(),
             stats: Stats::default(),
             pre,
             routes,
             readable: Arc::new(readable),
             writable,
         })
+    }
+
+    /// Compile a component, or load its precompiled artifact from the cache directory. The
+    /// cache key is the content hash plus the engine's compatibility hash, so an artifact
+    /// from another wasmtime version or configuration is never loaded.
+    fn compile(&self, bytes: &[u8], sha256: &str) -> Result<Component, LoadError> {
+        let Some(dir) = &self.cache_dir else {
+            return Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile(format!("{e:#}")));
+        };
+        let mut hasher = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(&self.engine.precompile_compatibility_hash(), &mut hasher);
+        let path = dir.join(format!("{sha256}-{:016x}.cwasm", std::hash::Hasher::finish(&hasher)));
+        if path.exists() {
+            match load_precompiled(&self.engine, &path) {
+                Ok(component) => return Ok(component),
+                Err(err) => tracing::warn!(path = %path.display(), %err, "ignoring an unreadable precompiled artifact"),
+            }
+        }
+        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        // Best effort: a cache that cannot be written only costs the next start a compile.
+        let written = component.serialize().map_err(|e| e.to_string()).and_then(|artifact| {
+            std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+            std::fs::write(&tmp, artifact).and_then(|()| std::fs::rename(&tmp, &path)).map_err(|e| e.to_string())
+        });
+        if let Err(err) = written {
+            tracing::warn!(path = %path.display(), err, "could not cache a precompiled plugin");
+        }
+        Ok(component)
     }
 
     async fn describe(&self, pre: &PluginPre<PluginCtx>) -> Result<wit::Descriptor, LoadError> {
@@ -171,6 +204,7 @@ impl Runtime {
         tx: db::Tx,
     ) -> (Result<wit::Response, Error>, Option<db::Tx>) {
         plugin.stats.calls.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
         let name = &plugin.descriptor.name;
         let mut store = self.new_store(name, Some(tx), Arc::clone(&plugin.readable));
         let result = async {
@@ -180,6 +214,7 @@ impl Runtime {
         .await;
         let ctx = store.data_mut();
         let (tx, host_error) = (ctx.store.tx.take(), ctx.store.host_error.take());
+        plugin.stats.record_latency(started.elapsed());
         (self.outcome(plugin, result, host_error), tx)
     }
 
@@ -342,6 +377,17 @@ fn validate(d: &wit::Descriptor) -> Result<HashMap<Method, matchit::Router<usize
         }
     }
     Ok(routes)
+}
+
+/// Load a precompiled component artifact.
+#[allow(unsafe_code)]
+fn load_precompiled(engine: &Engine, path: &std::path::Path) -> wasmtime::Result<Component> {
+    // SAFETY: `deserialize_file` trusts the file to be an artifact that this engine wrote.
+    // Only `Runtime::compile` writes to the cache directory (inside the operator's data
+    // directory, via a rename so no half-written file is seen), and the file name carries the
+    // content hash and the engine's compatibility hash; wasmtime also checks the artifact's
+    // header against the engine before using it.
+    unsafe { Component::deserialize_file(engine, path) }
 }
 
 /// Advance the engine's epoch forever (until the engine is dropped).

@@ -1,0 +1,73 @@
+//! Per-plugin counters: calls, refusals, faults, timeouts, and a latency histogram with fixed
+//! buckets (the Prometheus shape), from which percentiles are estimated.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds of the latency buckets, in microseconds; the last bucket is unbounded.
+pub const BUCKETS_US: [u64; 14] =
+    [25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000];
+
+/// Counters of one loaded plugin version. Lock-free; read with `Relaxed` loads.
+#[derive(Default, Debug)]
+pub struct Stats {
+    pub calls: AtomicU64,
+    /// Typed refusals returned by the plugin (4xx and `internal`).
+    pub guest_errors: AtomicU64,
+    /// Traps, invalid output, resource limits.
+    pub faults: AtomicU64,
+    pub timeouts: AtomicU64,
+    /// Calls per latency bucket; index `BUCKETS_US.len()` is the overflow bucket.
+    pub latency: [AtomicU64; BUCKETS_US.len() + 1],
+    pub latency_sum_us: AtomicU64,
+}
+
+impl Stats {
+    pub fn record_latency(&self, elapsed: Duration) {
+        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        let bucket = BUCKETS_US.iter().position(|&bound| us <= bound).unwrap_or(BUCKETS_US.len());
+        self.latency[bucket].fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// The upper bound (µs) of the bucket holding the `q` quantile (0 < q ≤ 1); `None`
+    /// without calls, `u64::MAX` when it falls in the overflow bucket.
+    pub fn quantile_us(&self, q: f64) -> Option<u64> {
+        let counts: Vec<u64> = self.latency.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((total as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, count) in counts.iter().enumerate() {
+            seen += count;
+            if seen >= rank {
+                return Some(BUCKETS_US.get(i).copied().unwrap_or(u64::MAX));
+            }
+        }
+        Some(u64::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_come_from_the_buckets() {
+        let stats = Stats::default();
+        assert_eq!(stats.quantile_us(0.5), None);
+        for _ in 0..90 {
+            stats.record_latency(Duration::from_micros(40));
+        }
+        for _ in 0..10 {
+            stats.record_latency(Duration::from_millis(3));
+        }
+        assert_eq!(stats.quantile_us(0.5), Some(50));
+        assert_eq!(stats.quantile_us(0.9), Some(50));
+        assert_eq!(stats.quantile_us(0.99), Some(5_000));
+        stats.record_latency(Duration::from_secs(5));
+        assert_eq!(stats.quantile_us(1.0), Some(u64::MAX));
+    }
+}
