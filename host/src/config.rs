@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::notifications::Retention;
 use crate::plugin::Limits;
 
 /// `tidings serve` options. Each flag can also be set by its environment variable.
@@ -41,6 +42,12 @@ pub struct ServeArgs {
     /// Skip the bundled plugins (serve only those in the plugin directory).
     #[arg(long, env = "TIDINGS_NO_BUNDLED_PLUGINS")]
     pub no_bundled_plugins: bool,
+    /// Keep notifications for resuming clients this many hours…
+    #[arg(long, env = "TIDINGS_RETENTION_HOURS", default_value_t = 168)]
+    pub retention_hours: u64,
+    /// …and at most this many of them.
+    #[arg(long, env = "TIDINGS_RETENTION_ENTRIES", default_value_t = 100_000)]
+    pub retention_entries: i64,
     /// A bearer token that lets a scraper read `/metrics` without a session.
     #[arg(long, env = "TIDINGS_METRICS_TOKEN")]
     pub metrics_token: Option<String>,
@@ -63,6 +70,7 @@ pub struct Config {
     pub bundled_plugins: bool,
     pub test_clock: bool,
     pub metrics_token: Option<String>,
+    pub retention: Retention,
     /// Create this ADMIN on first start (`TIDINGS_ADMIN_EMAIL`, `TIDINGS_ADMIN_PASSWORD`).
     pub bootstrap_admin: Option<(String, String)>,
 }
@@ -94,6 +102,10 @@ impl From<ServeArgs> for Config {
             bundled_plugins: !args.no_bundled_plugins,
             test_clock: args.test_clock,
             metrics_token: args.metrics_token.filter(|t| !t.is_empty()),
+            retention: Retention {
+                max_age: Duration::from_secs(args.retention_hours * 3600),
+                max_entries: args.retention_entries.max(0),
+            },
             bootstrap_admin,
         }
     }
@@ -114,6 +126,7 @@ impl Config {
             bundled_plugins: true,
             test_clock: true,
             metrics_token: None,
+            retention: Retention::default(),
             bootstrap_admin: None,
         }
     }

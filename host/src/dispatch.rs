@@ -120,7 +120,8 @@ fn fault(plugin: &LoadedPlugin, message: String) -> DispatchError {
     })
 }
 
-struct Checked {
+/// A plugin response that passed [`check`].
+pub struct Checked {
     status: u16,
     body: Option<String>,
     writes: Vec<records::Write>,
@@ -136,8 +137,8 @@ struct CheckedNotification {
 }
 
 /// Treat the plugin's output as untrusted: check every rule of the interface before any of
-/// it touches the database or a socket.
-fn check(
+/// it touches the database or a socket. Public for the benchmarks.
+pub fn check(
     plugin: &LoadedPlugin,
     response: Response,
     socket_id: Option<&str>,

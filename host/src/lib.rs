@@ -36,6 +36,9 @@ use crate::plugin::{LoadedPlugin, Registry, Runtime};
 use crate::realtime::RealtimeState;
 use crate::state::AppState;
 
+/// Packets queued per socket before sends to it fail.
+const SOCKET_BUFFER_PACKETS: usize = 1024;
+
 /// Collections the host serves itself; no plugin may claim them.
 pub const RESERVED_COLLECTIONS: &[&str] = &["admin", "auth", "logout", "user", "users"];
 
@@ -81,9 +84,15 @@ impl Server {
             plugins: Arc::clone(&plugins),
             runtime: Arc::clone(&runtime),
         };
-        let (socket_layer, io) = SocketIo::builder().with_state(realtime).build_layer();
-        realtime::register(&io);
-        let notifier = Notifier::start(io.clone(), db.clone()).await.context("starting the notification emitter")?;
+        // A bounded buffer per socket: a client that stops reading cannot grow the server's
+        // memory; replays wait for room (see notifications::emitter).
+        let (socket_layer, io) =
+            SocketIo::builder().max_buffer_size(SOCKET_BUFFER_PACKETS).with_state(realtime).build_layer();
+        let (notifier, emitter) = Notifier::new(io.clone(), db.clone(), clock.clone(), config.retention)
+            .await
+            .context("starting the notification emitter")?;
+        realtime::register(&io, notifier.clone());
+        emitter.start();
         let manager =
             PluginManager::new(db.clone(), clock.clone(), Arc::clone(&runtime), Arc::clone(&plugins), notifier.clone());
         let bundled = if config.bundled_plugins { bundled::PLUGINS } else { &[] };

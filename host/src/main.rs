@@ -27,6 +27,14 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Check the database: integrity and the notification log's bookkeeping. Exits 1 on a
+    /// problem.
+    Check {
+        #[arg(long, env = "TIDINGS_DATA_DIR", default_value = "./data")]
+        data_dir: std::path::PathBuf,
+        #[arg(long, env = "TIDINGS_DATABASE_URL")]
+        database_url: Option<String>,
+    },
     /// Manage the plugins of a running server (signs in with TIDINGS_EMAIL and
     /// TIDINGS_PASSWORD, or TIDINGS_ADMIN_EMAIL and TIDINGS_ADMIN_PASSWORD).
     Plugin {
@@ -90,6 +98,16 @@ async fn main() -> anyhow::Result<()> {
                 }
             });
             server.wait().await
+        }
+        Command::Check { data_dir, database_url } => {
+            let db = Db::connect(database_url.as_deref().filter(|u| !u.is_empty()), &data_dir).await?;
+            let check = db.check().await?;
+            println!("{}", serde_json::to_string_pretty(&check)?);
+            let healthy = check.integrity == "ok" || check.integrity == "n/a";
+            if !(healthy && check.offsets_consistent && check.offsets_gapless) {
+                std::process::exit(1);
+            }
+            Ok(())
         }
         Command::Plugin { server, command } => plugin_command(&server, command).await,
         Command::User { command: UserCommand::Add { email, role, data_dir, database_url } } => {

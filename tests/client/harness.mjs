@@ -57,7 +57,7 @@ export function serverBinary() {
  * @param {{ env?: Record<string,string>, pluginDir?: string }} [options]
  * @returns {Promise<Server>}
  */
-export async function startServer({ env = {}, pluginDir } = {}) {
+export async function startServer({ env = {}, pluginDir, dataDir: reuseDataDir } = {}) {
   const bin = serverBinary();
   if (!existsSync(bin)) {
     throw new Error(
@@ -65,7 +65,7 @@ export async function startServer({ env = {}, pluginDir } = {}) {
         'or point TIDINGS_BIN at it.',
     );
   }
-  const dataDir = await mkdtemp(path.join(tmpdir(), 'tidings-client-data-'));
+  const dataDir = reuseDataDir ?? (await mkdtemp(path.join(tmpdir(), 'tidings-client-data-')));
 
   // Inherit the environment minus any TIDINGS_* setting of the developer's
   // shell (e.g. a TIDINGS_DATABASE_URL), so every server starts the same way.
@@ -209,6 +209,14 @@ export class Server {
       await sleep(100);
     }
     throw new Error(`GET /healthz did not answer 200 within ${timeoutMs} ms (last: ${last})`);
+  }
+
+  /** Kill the process at once (SIGKILL), keeping its data directory. */
+  async kill() {
+    if (!this.exit) {
+      this.child.kill('SIGKILL');
+      await this.exited;
+    }
   }
 
   /** SIGTERM, SIGKILL after 5 s, then remove the temp dirs. */
@@ -433,7 +441,7 @@ export function postNote(base, cookie, targets, { toSelf, socketId } = {}) {
 const openSockets = new Set();
 
 /** Options for `io()`; a cookie and an Origin go into extraHeaders. */
-function socketOptions({ cookie, transports = ['websocket'], origin, headers = {} }) {
+function socketOptions({ cookie, transports = ['websocket'], origin, headers = {}, auth }) {
   const extraHeaders = { ...headers };
   if (cookie) extraHeaders.Cookie = cookie;
   if (origin) extraHeaders.Origin = origin;
@@ -443,6 +451,7 @@ function socketOptions({ cookie, transports = ['websocket'], origin, headers = {
     reconnection: false,
     forceNew: true,
     timeout: CONNECT_TIMEOUT_MS,
+    ...(auth ? { auth } : {}),
   };
 }
 

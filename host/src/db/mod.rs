@@ -91,6 +91,9 @@ impl Db {
             Dialect::Sqlite => {
                 AnyPoolOptions::new()
                     .max_connections(8)
+                    // An embedded database cannot drop a connection; the ping before each
+                    // acquire would only cost a round trip to the connection's worker thread.
+                    .test_before_acquire(false)
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             // WAL lets readers run beside the one writer; FULL syncs the WAL on
@@ -146,6 +149,45 @@ impl Db {
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+}
+
+/// What `tidings db check` found.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Check {
+    /// SQLite's `PRAGMA integrity_check` answer (`ok`), or `n/a` on PostgreSQL.
+    pub integrity: String,
+    pub records: i64,
+    pub notifications: i64,
+    /// The offset counter equals the newest logged offset (or everything was pruned).
+    pub offsets_consistent: bool,
+    /// Offsets in the log have no gaps.
+    pub offsets_gapless: bool,
+}
+
+impl Db {
+    /// Check the database: storage integrity and the notification log's bookkeeping.
+    pub async fn check(&self) -> Result<Check> {
+        let integrity = match self.dialect {
+            Dialect::Sqlite => sqlx::query_scalar("PRAGMA integrity_check").fetch_one(&self.pool).await?,
+            Dialect::Postgres => "n/a".to_owned(),
+        };
+        let records: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM records").fetch_one(&self.pool).await?;
+        let (notifications, min, max): (i64, Option<i64>, Option<i64>) =
+            sqlx::query_as("SELECT COUNT(*), MIN(seq), MAX(seq) FROM notification_log").fetch_one(&self.pool).await?;
+        let seq = notifications::counter(&self.pool, "notification_seq").await?;
+        let pruned = notifications::counter(&self.pool, "pruned_seq").await?;
+        Ok(Check {
+            integrity,
+            records,
+            notifications,
+            offsets_consistent: max.map_or(seq == pruned || notifications == 0, |max| max == seq),
+            offsets_gapless: match (min, max) {
+                (Some(min), Some(max)) => max - min + 1 == notifications,
+                _ => true,
+            },
+        })
     }
 }
 

@@ -156,15 +156,16 @@ pub async fn apply(conn: &mut AnyConnection, write: &Write, now: &str) -> Result
 pub async fn ensure_index(db: &Db, record_type: &str, field: &str) -> Result<()> {
     let expr = field_expr(db.dialect, field).map_err(|e| Error::Corrupt(e.to_string()))?;
     let name = index_name(record_type, field);
-    // The index is on (record_type, expr) rather than partial, so that it serves queries
-    // where the record type is a bound parameter.
-    let sql = format!("CREATE INDEX IF NOT EXISTS {name} ON records (record_type, ({expr}))");
+    // On (record_type, expr) rather than partial, so that it serves queries where the record
+    // type is a bound parameter; `id` last, so that it also yields the default `id` order and
+    // the planner has no reason to prefer a scan of the primary key.
+    let sql = format!("CREATE INDEX IF NOT EXISTS {name} ON records (record_type, ({expr}), id)");
     sqlx::query(AssertSqlSafe(sql)).execute(&db.pool).await?;
     Ok(())
 }
 
 fn index_name(record_type: &str, field: &str) -> String {
-    let mut name = String::from("records_idx_");
+    let mut name = String::from("records_ix_");
     for c in record_type.chars().chain(['_', '_']).chain(field.chars()) {
         name.push(if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' });
     }

@@ -1,29 +1,33 @@
 //! Emission of committed notifications to Socket.IO rooms. The only place that emits on
 //! behalf of domain code, and the one place that names rooms.
 //!
-//! The notification log is the source of truth: a single emitter task tails it and emits
-//! every entry in offset order. A committing request only wakes the emitter, so emission
-//! order is commit order across all requests, and an entry whose request was cut off after
-//! the commit (a client that hung up) is still emitted on the next wake-up or tick.
+//! The notification log is the source of truth. A single emitter task tails it and emits
+//! every entry in offset order; a committing request only wakes it. The same task seats new
+//! sockets in their rooms and replays what a resuming socket missed, so a resumed socket
+//! gets every entry exactly once: those up to the emitter's position by replay, the rest live.
+//! It records how far it has emitted, so entries committed but not emitted before a crash
+//! are emitted after the restart, and it prunes the log to the configured retention.
+
+mod emitter;
+
+pub use emitter::Emitter;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use socketioxide::SocketIo;
-use tokio::sync::Notify;
+use socketioxide::extract::SocketRef;
+use tokio::sync::{Notify, mpsc};
 
+use crate::clock::Clock;
 use crate::db::Db;
-use crate::db::notifications::{self as log, LoggedNotification};
 
 /// Every signed-in socket.
 pub const ALL_ROOM: &str = "all";
 /// Every socket of an ADMIN.
 pub const ADMIN_ROOM: &str = "admin";
-
-/// How often the emitter looks at the log without being woken.
-const TICK: Duration = Duration::from_millis(500);
-/// Most log entries read per round.
-const BATCH: i64 = 500;
+/// The event that ends a resume: `{"complete": bool, "offset": <last offset replayed>}`.
+pub const RECOVERY_EVENT: &str = "RECOVERY";
 
 /// The room of every socket of a user.
 pub fn user_room(user_id: &str) -> String {
@@ -40,26 +44,64 @@ pub fn socket_room(socket_id: &str) -> String {
     format!("socket:{socket_id}")
 }
 
+/// How much of the log is kept for resuming clients.
+#[derive(Clone, Copy, Debug)]
+pub struct Retention {
+    /// Entries older than this are pruned…
+    pub max_age: Duration,
+    /// …and so is everything but the newest `max_entries`.
+    pub max_entries: i64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention { max_age: Duration::from_secs(7 * 24 * 3600), max_entries: 100_000 }
+    }
+}
+
+/// A socket to seat in its rooms, replaying the entries after `after` first if given.
+pub(crate) struct Seat {
+    socket: SocketRef,
+    rooms: Vec<String>,
+    after: Option<i64>,
+}
+
 /// Emits committed notifications and disconnects sockets on the host's behalf.
 #[derive(Clone)]
 pub struct Notifier {
     io: SocketIo,
     wake: Arc<Notify>,
+    seats: mpsc::Sender<Seat>,
 }
 
 impl Notifier {
-    /// Start the emitter task. It emits what is committed after this call; entries already in
-    /// the log are history (clients get them by replay, not live).
-    pub async fn start(io: SocketIo, db: Db) -> Result<Notifier, crate::db::Error> {
-        let last = log::last_seq(&db.pool).await?;
+    /// A notifier and its emitter. Start the emitter once the namespace is registered: it
+    /// first emits whatever was committed but not emitted before the last stop, then follows
+    /// the log.
+    pub async fn new(
+        io: SocketIo,
+        db: Db,
+        clock: Clock,
+        retention: Retention,
+    ) -> Result<(Notifier, emitter::Emitter), crate::db::Error> {
         let wake = Arc::new(Notify::new());
-        tokio::spawn(emit_forever(io.clone(), db, Arc::clone(&wake), last));
-        Ok(Notifier { io, wake })
+        let (seats, seat_requests) = mpsc::channel(1024);
+        let emitter = emitter::Emitter::new(io.clone(), db, clock, retention, Arc::clone(&wake), seat_requests).await?;
+        Ok((Notifier { io, wake, seats }, emitter))
     }
 
     /// Tell the emitter that notifications were committed.
     pub fn committed(&self) {
         self.wake.notify_one();
+    }
+
+    /// Put a newly connected socket in `rooms`. With `after` (the last offset the client
+    /// saw), first replay the entries it missed that `rooms` may see, then send
+    /// [`RECOVERY_EVENT`].
+    pub async fn seat(&self, socket: SocketRef, rooms: Vec<String>, after: Option<i64>) {
+        if self.seats.send(Seat { socket, rooms, after }).await.is_err() {
+            tracing::error!("the emitter has stopped; a socket could not be seated");
+        }
     }
 
     /// Emit a host event (not a record notification) to every ADMIN socket, e.g.
@@ -75,43 +117,5 @@ impl Notifier {
         if let Err(err) = self.io.within(session_room(session_id)).disconnect().await {
             tracing::warn!(%err, "disconnecting a session's sockets failed");
         }
-    }
-}
-
-async fn emit_forever(io: SocketIo, db: Db, wake: Arc<Notify>, mut last: i64) {
-    loop {
-        match log::after(&db.pool, last, BATCH).await {
-            Ok(batch) => {
-                for n in &batch {
-                    emit(&io, n).await;
-                    last = n.seq;
-                }
-                if batch.len() as i64 == BATCH {
-                    continue;
-                }
-            }
-            Err(err) => tracing::error!(%err, "reading the notification log failed; retrying"),
-        }
-        let _ = tokio::time::timeout(TICK, wake.notified()).await;
-    }
-}
-
-/// Emit one notification to the union of its rooms (one copy per socket), except to the
-/// socket it names.
-async fn emit(io: &SocketIo, n: &LoggedNotification) {
-    let rooms: Vec<String> = serde_json::from_str(&n.targets).unwrap_or_default();
-    let payload: serde_json::Value = match serde_json::from_str(&n.payload) {
-        Ok(payload) => payload,
-        Err(err) => {
-            tracing::error!(offset = n.seq, %err, "a logged notification does not parse; not emitted");
-            return;
-        }
-    };
-    let mut to = io.to(rooms);
-    if let Some(socket) = &n.exclude_socket {
-        to = to.except(socket_room(socket));
-    }
-    if let Err(err) = to.emit(&n.event, &payload).await {
-        tracing::warn!(offset = n.seq, %err, "emitting a notification failed");
     }
 }

@@ -7,14 +7,15 @@ mod handlers;
 
 use std::sync::Arc;
 
+use serde_json::Value;
 use socketioxide::SocketIo;
-use socketioxide::extract::{Extension, SocketRef};
+use socketioxide::extract::{Extension, SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::Db;
-use crate::notifications::{ADMIN_ROOM, ALL_ROOM, session_room, socket_room, user_room};
+use crate::notifications::{ADMIN_ROOM, ALL_ROOM, Notifier, session_room, socket_room, user_room};
 use crate::plugin::{Registry, Runtime};
 use crate::sessions::Session;
 
@@ -28,12 +29,22 @@ pub struct RealtimeState {
     pub runtime: Arc<Runtime>,
 }
 
-/// Register the namespace: authenticate, then join rooms and route events.
-pub fn register(io: &SocketIo) {
+/// Register the namespace: authenticate, then join rooms (replaying what a resuming client
+/// missed) and route events.
+pub fn register(io: &SocketIo, notifier: Notifier) {
+    let on_connect = move |socket: SocketRef, session: Extension<Arc<Session>>, auth: TryData<Value>| {
+        on_connect(socket, session, auth, notifier.clone())
+    };
     io.ns("/", on_connect.with(handlers::authenticate));
 }
 
-async fn on_connect(socket: SocketRef, Extension(session): Extension<Arc<Session>>) {
+/// The handshake's `auth` payload may carry `{"offset": N}`, the last offset the client saw.
+async fn on_connect(
+    socket: SocketRef,
+    Extension(session): Extension<Arc<Session>>,
+    TryData(auth): TryData<Value>,
+    notifier: Notifier,
+) {
     let mut rooms = vec![
         ALL_ROOM.to_owned(),
         user_room(&session.user.id),
@@ -43,6 +54,7 @@ async fn on_connect(socket: SocketRef, Extension(session): Extension<Arc<Session
     if session.is_admin() {
         rooms.push(ADMIN_ROOM.to_owned());
     }
-    socket.join(rooms);
     socket.on_fallback(handlers::plugin_event);
+    let resume_after = auth.ok().and_then(|auth| auth.get("offset").and_then(Value::as_i64));
+    notifier.seat(socket, rooms, resume_after).await;
 }
