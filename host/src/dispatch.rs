@@ -87,20 +87,7 @@ async fn run_once(
     }
     let mut logged = Vec::with_capacity(checked.notifications.len());
     for n in checked.notifications {
-        let seq = log::next_seq(&mut tx).await?;
-        let mut payload = n.payload;
-        payload.insert("offset".into(), seq.into());
-        let entry = LoggedNotification {
-            seq,
-            event: n.event.into(),
-            record_type: n.record_type,
-            payload: Value::Object(payload).to_string(),
-            targets: Value::from(n.rooms).to_string(),
-            exclude_socket: n.exclude_socket,
-            created_at: req.now.clone(),
-        };
-        log::append(&mut tx, &entry).await?;
-        logged.push(entry);
+        logged.push(append_notification(&mut tx, n, &req.now).await?);
     }
     if checked.writes.is_empty() && logged.is_empty() {
         // Nothing to keep: end the read snapshot.
@@ -109,6 +96,28 @@ async fn run_once(
         tx.commit().await.map_err(db::Error::from)?;
     }
     Ok(Outcome { status: checked.status, body: checked.body, notifications: logged })
+}
+
+/// Append a notification to the log inside `tx`, giving it the next offset.
+pub async fn append_notification(
+    tx: &mut db::Tx,
+    n: CheckedNotification,
+    now: &str,
+) -> Result<LoggedNotification, db::Error> {
+    let seq = log::next_seq(tx).await?;
+    let mut payload = n.payload;
+    payload.insert("offset".into(), seq.into());
+    let entry = LoggedNotification {
+        seq,
+        event: n.event.into(),
+        record_type: n.record_type,
+        payload: Value::Object(payload).to_string(),
+        targets: Value::from(n.rooms).to_string(),
+        exclude_socket: n.exclude_socket,
+        created_at: now.to_owned(),
+    };
+    log::append(tx, &entry).await?;
+    Ok(entry)
 }
 
 fn fault(plugin: &LoadedPlugin, message: String) -> DispatchError {
@@ -128,12 +137,14 @@ pub struct Checked {
     notifications: Vec<CheckedNotification>,
 }
 
-struct CheckedNotification {
-    event: &'static str,
-    record_type: String,
-    payload: Map<String, Value>,
-    rooms: Vec<String>,
-    exclude_socket: Option<String>,
+/// A notification ready for the log: the Socket.IO event, its payload without the offset,
+/// and the rooms it goes to.
+pub struct CheckedNotification {
+    pub event: &'static str,
+    pub record_type: String,
+    pub payload: Map<String, Value>,
+    pub rooms: Vec<String>,
+    pub exclude_socket: Option<String>,
 }
 
 /// Treat the plugin's output as untrusted: check every rule of the interface before any of

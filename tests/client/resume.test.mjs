@@ -7,6 +7,7 @@ import { before, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   DELIVERY_MS,
+  api,
   assertStatus,
   createUser,
   eventsOf,
@@ -81,6 +82,38 @@ describe('resume by offset', () => {
     await waitForEvent(admin, 'RECOVERY');
     const adminIds = eventsOf(admin, 'NEW_RECORD').map((p) => p.record.id);
     assert.deepEqual(adminIds, [toAdmins.body.id], 'the admin room is replayed to admins');
+  });
+
+  srv.test('a role change takes effect on open sockets and on replay', async () => {
+    const D = await createUser(srv.base, srv.admin.cookie);
+    const setRole = async (role) =>
+      assertStatus(
+        await api(srv.base, 'PUT', `/api/v1/users/${D.user.id}/set_role`, {
+          cookie: srv.admin.cookie,
+          body: { data: { role } },
+        }),
+        200,
+        `set_role ${role}`,
+      );
+    const socket = await srv.connect({ cookie: D.cookie });
+    await setRole('ADMIN');
+    const changed = await waitForEvent(socket, 'CHANGED_RECORD', (p) => p.type === 'USER');
+    assert.equal(changed.record.role, 'ADMIN', 'the user is told about the change');
+    const asAdmin = await postNote(srv.base, B.cookie, ['admins']);
+    await waitForEvent(socket, 'NEW_RECORD', withRecordId(asAdmin.body.id));
+
+    await setRole('USER');
+    await waitForEvent(socket, 'CHANGED_RECORD', (p) => p.type === 'USER' && p.record.role === 'USER');
+    const afterDowngrade = await postNote(srv.base, B.cookie, ['admins']);
+    const marker = await postNote(srv.base, B.cookie, [`user:${D.user.id}`]);
+    await waitForEvent(socket, 'NEW_RECORD', withRecordId(marker.body.id));
+    assert.equal(eventsOf(socket, 'NEW_RECORD', withRecordId(afterDowngrade.body.id)).length, 0, 'no admin note after the downgrade');
+
+    // Replaying from before the promotion: the admin note is not replayed to a USER.
+    const resumed = await srv.connect({ cookie: D.cookie, auth: { offset: changed.offset - 1 } });
+    await waitForEvent(resumed, 'RECOVERY');
+    const replayedIds = eventsOf(resumed, 'NEW_RECORD').map((p) => p.record.id);
+    assert.deepEqual(replayedIds, [marker.body.id], 'only what D may see now');
   });
 
   srv.test('an offset the server never handed out is an incomplete recovery', async () => {

@@ -12,7 +12,30 @@ both_backends!(
     login_rotates_and_logout_ends_the_session,
     users_are_created_by_admins_with_unique_emails,
     request_guards_refuse_bad_requests,
+    only_admins_change_roles_and_the_change_applies_at_once,
 );
+
+async fn only_admins_change_roles_and_the_change_applies_at_once(backend: Backend) {
+    let host = TestHost::start(backend).await;
+    let admin = host.admin().await;
+    let (user, created) = host.user("USER").await;
+    let id = created["id"].as_str().unwrap();
+    let path = format!("/api/v1/users/{id}/set_role");
+    let logged = host.logged_notifications().await;
+
+    assert_eq!(user.put(&path, &json!({ "data": { "role": "ADMIN" } })).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(admin.put(&path, &json!({ "data": { "role": "ROOT" } })).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(admin.put("/api/v1/users/nobody/set_role", &json!({ "data": { "role": "ADMIN" } })).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(user.get("/api/v1/user").await.1["role"], "USER");
+    assert_eq!(host.logged_notifications().await, logged, "refused role changes log nothing");
+
+    let (status, changed) = admin.put(&path, &json!({ "data": { "role": "ADMIN" } })).await;
+    assert_eq!((status, changed["role"].as_str()), (StatusCode::OK, Some("ADMIN")));
+    assert_eq!(user.get("/api/v1/user").await.1["role"], "ADMIN", "the open session sees the new role");
+    assert_eq!(user.post("/api/v1/departments", &json!({ "name": "now allowed" })).await.0, StatusCode::CREATED);
+    assert_eq!(host.logged_notifications().await, logged + 2, "the role change and the department were logged");
+    host.stop().await;
+}
 
 async fn login_sets_a_hardened_cookie_and_never_says_which_part_was_wrong(backend: Backend) {
     let host = TestHost::start(backend).await;

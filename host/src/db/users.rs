@@ -77,3 +77,17 @@ pub async fn by_id<'c>(db: impl AnyExecutor<'c>, id: &str) -> Result<Option<User
 pub async fn count<'c>(db: impl AnyExecutor<'c>) -> Result<i64> {
     Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(db).await?)
 }
+
+/// Change a user's role; `None` when there is no such user.
+pub async fn set_role(conn: &mut sqlx::AnyConnection, id: &str, role: &str, now: &str) -> Result<Option<UserRow>> {
+    let done = sqlx::query("UPDATE users SET role = $2, updated_at = $3 WHERE id = $1")
+        .bind(id)
+        .bind(role)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Ok(None);
+    }
+    by_id(conn, id).await
+}

@@ -2,7 +2,7 @@
 //! test clock.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
@@ -72,6 +72,34 @@ pub async fn create_user(
     }
     let user = sessions::create_user(&state.db, &state.clock, new).await?;
     Ok((StatusCode::CREATED, Json(user)))
+}
+
+#[derive(Deserialize)]
+pub struct RoleBody {
+    data: RoleData,
+}
+
+#[derive(Deserialize)]
+pub struct RoleData {
+    role: sessions::Role,
+}
+
+/// `PUT /api/v1/users/<id>/set_role` (ADMIN), body `{"data": {"role": "ADMIN"|"USER"}}`:
+/// the host decides role changes; connected sockets of that user move into or out of the
+/// `admin` room at once.
+pub async fn set_role(
+    State(state): State<AppState>,
+    CurrentUser(session): CurrentUser,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<RoleBody>,
+) -> Result<Json<sessions::User>, ApiError> {
+    if !session.is_admin() {
+        return Err(ApiError::Forbidden("only admins change roles".into()));
+    }
+    let (user, _) = sessions::set_role(&state.db, &state.clock, &id, body.data.role).await?;
+    state.notifier.set_admin(&user.id, user.role == sessions::Role::Admin).await;
+    state.notifier.committed();
+    Ok(Json(user))
 }
 
 #[derive(Deserialize)]

@@ -87,6 +87,7 @@ impl From<AuthError> for ApiError {
             AuthError::Unauthorized => ApiError::Unauthorized,
             AuthError::InvalidInput(m) => ApiError::BadRequest(m),
             AuthError::Conflict(m) => ApiError::Conflict(m),
+            AuthError::NotFound(m) => ApiError::NotFound(m),
             AuthError::Db(e) => ApiError::Internal(e.to_string()),
         }
     }

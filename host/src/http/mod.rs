@@ -27,6 +27,7 @@ pub fn router(state: AppState) -> Router {
         .route("/logout", post(auth::logout))
         .route("/user", get(auth::current_user))
         .route("/users", post(auth::create_user))
+        .route("/users/{id}/set_role", put(auth::set_role))
         .route("/admin/clock", put(auth::set_clock))
         .route("/admin/plugins", get(plugins::list))
         .route(

@@ -83,7 +83,7 @@ impl Emitter {
             let batch = log::after(&self.db.pool, self.last, BATCH).await?;
             let Some(newest) = batch.last().map(|n| n.seq) else { return Ok(()) };
             for n in &batch {
-                emit(&self.io, n).await;
+                emit(&self.io, n);
             }
             self.last = newest;
             log::set_emitted(&self.db.pool, newest).await?;
@@ -179,16 +179,25 @@ fn payload(n: &LoggedNotification) -> Option<Value> {
     }
 }
 
-/// Emit one notification to the union of its rooms (one copy per socket), except to the
-/// socket it names.
-async fn emit(io: &SocketIo, n: &LoggedNotification) {
+/// Emit one notification to each socket in the union of its rooms (one copy per socket),
+/// except to the socket it names. Sockets are addressed one by one so that a socket whose
+/// bounded buffer is full can be told apart: it is disconnected rather than silently missing
+/// the notification, and resumes by offset when it reconnects.
+fn emit(io: &SocketIo, n: &LoggedNotification) {
     let Some(payload) = payload(n) else { return };
     let rooms: Vec<String> = serde_json::from_str(&n.targets).unwrap_or_default();
     let mut to = io.to(rooms);
     if let Some(socket) = &n.exclude_socket {
         to = to.except(socket_room(socket));
     }
-    if let Err(err) = to.emit(&n.event, &payload).await {
-        tracing::warn!(offset = n.seq, %err, "emitting a notification failed");
+    for socket in to.sockets() {
+        match socket.emit(&n.event, &payload) {
+            Ok(()) | Err(SendError::Socket(SocketError::Closed)) => {}
+            Err(SendError::Socket(SocketError::InternalChannelFull)) => {
+                tracing::warn!(socket = %socket.id, offset = n.seq, "disconnecting a socket that does not keep up");
+                let _ = socket.disconnect();
+            }
+            Err(err) => tracing::warn!(offset = n.seq, %err, "emitting a notification failed"),
+        }
     }
 }

@@ -112,6 +112,16 @@ impl Notifier {
         }
     }
 
+    /// Move every connected socket of a user into or out of the `admin` room (after a role
+    /// change), so the change takes effect without a reconnect.
+    pub async fn set_admin(&self, user_id: &str, admin: bool) {
+        let sockets = self.io.within(user_room(user_id));
+        let moved = if admin { sockets.join(ADMIN_ROOM).await } else { sockets.leave(ADMIN_ROOM).await };
+        if let Err(err) = moved {
+            tracing::warn!(%err, "moving a user's sockets after a role change failed");
+        }
+    }
+
     /// Disconnect every socket of a session (after logout).
     pub async fn disconnect_session(&self, session_id: &str) {
         if let Err(err) = self.io.within(session_room(session_id)).disconnect().await {

@@ -85,6 +85,8 @@ pub enum AuthError {
     InvalidInput(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    NotFound(String),
     #[error(transparent)]
     Db(#[from] db::Error),
 }
@@ -194,6 +196,35 @@ pub async fn authenticate(db: &Db, clock: &Clock, token: &str) -> Result<Option<
         db_sessions::touch(&db.pool, &row.session_id, &iso(now), &iso(expires)).await?;
     }
     Ok(Some(Arc::new(Session { id: row.session_id, user: row.user.into() })))
+}
+
+/// Change a user's role and log the `CHANGED_RECORD USER` notification to that user in the
+/// same transaction. Returns the user and the logged notification.
+pub async fn set_role(
+    db: &Db,
+    clock: &Clock,
+    user_id: &str,
+    role: Role,
+) -> Result<(User, crate::db::notifications::LoggedNotification), AuthError> {
+    let now = iso(clock.now());
+    let mut tx = db.begin_write().await?;
+    let user: User = db_users::set_role(&mut tx, user_id, role.as_str(), &now)
+        .await?
+        .ok_or_else(|| AuthError::NotFound(format!("no user {user_id}")))?
+        .into();
+    let mut payload = serde_json::Map::new();
+    payload.insert("type".into(), "USER".into());
+    payload.insert("record".into(), serde_json::to_value(&user).expect("a user serializes"));
+    let notification = crate::dispatch::CheckedNotification {
+        event: "CHANGED_RECORD",
+        record_type: "USER".into(),
+        payload,
+        rooms: vec![crate::notifications::user_room(&user.id)],
+        exclude_socket: None,
+    };
+    let logged = crate::dispatch::append_notification(&mut tx, notification, &now).await?;
+    tx.commit().await.map_err(db::Error::from)?;
+    Ok((user, logged))
 }
 
 /// End a session server-side.
