@@ -80,7 +80,7 @@ async fn run_once(
     let (result, tx) = runtime.handle(plugin, req, tx).await;
     let response = result?;
     let mut tx = tx.ok_or_else(|| fault(plugin, "the transaction was lost during the call".into()))?;
-    let checked = check(plugin, response, req.socket_id.as_deref(), read_only).map_err(|m| fault(plugin, m))?;
+    let checked = check(plugin, response, req, read_only).map_err(|m| fault(plugin, m))?;
 
     for write in &checked.writes {
         records::apply(&mut tx, write, &req.now).await?.map_err(|e| DispatchError::Conflict(e.to_string()))?;
@@ -152,7 +152,7 @@ pub struct CheckedNotification {
 pub fn check(
     plugin: &LoadedPlugin,
     response: Response,
-    socket_id: Option<&str>,
+    req: &types::Request,
     read_only: bool,
 ) -> Result<Checked, String> {
     if !(200..300).contains(&response.status) {
@@ -218,14 +218,14 @@ pub fn check(
     let notifications = response
         .notifications
         .into_iter()
-        .map(|n| check_notification(n, socket_id, &granted))
+        .map(|n| check_notification(n, req, &granted))
         .collect::<Result<_, String>>()?;
     Ok(Checked { status: response.status, body: response.body, writes, notifications })
 }
 
 fn check_notification(
     n: Notification,
-    socket_id: Option<&str>,
+    req: &types::Request,
     granted: &impl Fn(&str) -> Result<(), String>,
 ) -> Result<CheckedNotification, String> {
     granted(&n.record_type)?;
@@ -242,10 +242,12 @@ fn check_notification(
                 check_id(id)?;
                 user_room(id)
             }
-            Target::Session(id) => {
-                check_id(id)?;
-                session_room(id)
-            }
+            // Session ids are not the plugin's to know beyond the caller's own: a plugin
+            // may address the requesting session, never another one.
+            Target::Session(id) => match &req.actor {
+                types::Actor::User(user) if &user.session_id == id => session_room(id),
+                _ => return Err("a plugin may address only the caller's own session".into()),
+            },
         });
     }
     let mut payload = Map::new();
@@ -277,7 +279,7 @@ fn check_notification(
         record_type: n.record_type,
         payload,
         rooms,
-        exclude_socket: if n.to_self { None } else { socket_id.map(str::to_owned) },
+        exclude_socket: if n.to_self { None } else { req.socket_id.clone() },
     })
 }
 

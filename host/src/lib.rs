@@ -59,6 +59,9 @@ pub struct Server {
     pub state: AppState,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
+    /// The emitter and the plugin-directory watcher; they hold the engine and the sockets,
+    /// so they end with the server.
+    background: Vec<JoinHandle<()>>,
 }
 
 impl Server {
@@ -91,14 +94,14 @@ impl Server {
         let (notifier, emitter) = Notifier::new(io.clone(), db.clone(), clock.clone(), config.retention)
             .await
             .context("starting the notification emitter")?;
-        realtime::register(&io, notifier.clone());
-        emitter.start();
+        realtime::register(&io, notifier.seater());
+        let mut background = vec![emitter.start()];
         let manager =
             PluginManager::new(db.clone(), clock.clone(), Arc::clone(&runtime), Arc::clone(&plugins), notifier.clone());
         let bundled = if config.bundled_plugins { bundled::PLUGINS } else { &[] };
         manager.load_at_start(bundled, config.plugin_dir.as_deref()).await.context("loading the plugins")?;
         if let Some(dir) = &config.plugin_dir {
-            manager.watch(dir.clone());
+            background.push(manager.watch(dir.clone()));
         }
         let state = AppState { db, clock, config: Arc::clone(&config), plugins, runtime, notifier, manager };
 
@@ -117,7 +120,7 @@ impl Server {
                 .await
         });
         tracing::info!("listening on http://{addr}");
-        Ok(Server { addr, state, shutdown: Some(shutdown), task })
+        Ok(Server { addr, state, shutdown: Some(shutdown), task, background })
     }
 
     /// The base URL, e.g. `http://127.0.0.1:3002`.
@@ -131,6 +134,9 @@ impl Server {
             let _ = tx.send(());
         }
         (&mut self.task).await??;
+        for task in &self.background {
+            task.abort();
+        }
         Ok(())
     }
 

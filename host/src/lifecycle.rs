@@ -132,7 +132,7 @@ impl PluginManager {
             installed_at: now.clone(),
         };
         let mut tx = self.db.begin_write().await?;
-        db::plugins::activate_new(&mut tx, &version, &encoded).await?;
+        db::plugins::activate(&mut tx, &version, &encoded).await?;
         tx.commit().await.map_err(db::Error::from)?;
         plugin.installed_by = installed_by.to_owned();
         self.serve(plugin, "installed").await.map_err(InstallError::Load)
@@ -191,8 +191,8 @@ impl PluginManager {
 
     /// Watch `dir`: a new or changed `*.wasm` file is installed (as `directory`); a refused
     /// one is logged and the running version keeps serving. Files present now count as
-    /// loaded (`load_at_start` installed them).
-    pub fn watch(&self, dir: PathBuf) {
+    /// loaded (`load_at_start` installed them). Abort the returned task to stop watching.
+    pub fn watch(&self, dir: PathBuf) -> tokio::task::JoinHandle<()> {
         let manager = self.clone();
         let mut seen = wasm_stamps(&dir);
         tokio::spawn(async move {
@@ -216,7 +216,7 @@ impl PluginManager {
                     }
                 }
             }
-        });
+        })
     }
 }
 

@@ -193,7 +193,7 @@ fn bench(c: &mut Criterion) {
                     let tx = f.db().begin_read().await.expect("begin_read");
                     let start = Instant::now();
                     let (result, tx) = f.runtime().handle(notes, note, tx).await;
-                    let checked = dispatch::check(notes, result.expect("the note is created"), None, false);
+                    let checked = dispatch::check(notes, result.expect("the note is created"), note, false);
                     total += start.elapsed();
                     assert!(black_box(checked).is_ok());
                     tx.expect("the transaction comes back").rollback().await.expect("rollback");
@@ -239,6 +239,20 @@ fn bench(c: &mut Criterion) {
     group.bench_function("dispatch_get_list", |b| {
         b.to_async(&rt).iter(|| async { black_box(f.dispatch(&list, true).await) })
     });
+
+    // The cost of the notification log on the write path: the same insert through
+    // `dispatch::run`, with one notification (offset counter + log row) and without.
+    group.sample_size(50).measurement_time(Duration::from_secs(5));
+    let noted = request("create", Some(r#"{"targets": ["all"]}"#.into()));
+    let quiet = request("create", Some(r#"{"targets": []}"#.into()));
+    for (name, req, logged) in [("write_with_log", &noted, 1), ("write_without_log", &quiet, 0)] {
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter(|| async {
+                let outcome = dispatch::run(f.db(), f.runtime(), &notes, req, false).await.expect("dispatch");
+                assert_eq!(outcome.notifications.len(), logged);
+            })
+        });
+    }
 
     // (c) The write pipeline: BEGIN IMMEDIATE + instance + handle (name check: one `find`)
     // + output checks + INSERT + notification counter and log + COMMIT (WAL, synchronous=FULL).

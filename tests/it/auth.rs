@@ -25,7 +25,10 @@ async fn only_admins_change_roles_and_the_change_applies_at_once(backend: Backen
 
     assert_eq!(user.put(&path, &json!({ "data": { "role": "ADMIN" } })).await.0, StatusCode::FORBIDDEN);
     assert_eq!(admin.put(&path, &json!({ "data": { "role": "ROOT" } })).await.0, StatusCode::BAD_REQUEST);
-    assert_eq!(admin.put("/api/v1/users/nobody/set_role", &json!({ "data": { "role": "ADMIN" } })).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        admin.put("/api/v1/users/nobody/set_role", &json!({ "data": { "role": "ADMIN" } })).await.0,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(user.get("/api/v1/user").await.1["role"], "USER");
     assert_eq!(host.logged_notifications().await, logged, "refused role changes log nothing");
 

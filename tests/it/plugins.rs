@@ -1,4 +1,5 @@
-//! The plugin boundary: faults (trap, timeout, invalid output) and grant violations are
+//! The plugin boundary: faults (trap, timeout, memory and stack exhaustion, invalid or
+//! oversized output) and grant violations are
 //! contained — the mapped status, nothing written, nothing logged for emission — and the
 //! next call to the same plugin works.
 
@@ -30,11 +31,18 @@ async fn faults_are_contained_and_the_plugin_keeps_serving(backend: Backend) {
         ("notify-other", StatusCode::BAD_GATEWAY),
         ("read-other", StatusCode::BAD_GATEWAY),
         ("conflict", StatusCode::CONFLICT),
+        ("memory-bomb", StatusCode::BAD_GATEWAY),
+        ("recurse", StatusCode::BAD_GATEWAY),
+        ("huge-body", StatusCode::BAD_GATEWAY),
+        // Building 100,000 notifications may outrun the deadline first: 504 then.
+        ("flood", StatusCode::BAD_GATEWAY),
+        ("other-session", StatusCode::BAD_GATEWAY),
     ];
     for (action, expected) in cases {
         let started = Instant::now();
         let (status, body) = user.post(&format!("/api/v1/faults/{action}"), &json!({})).await;
-        assert_eq!(status, expected, "{action}: {body}");
+        let timed_out_instead = action == "flood" && status == StatusCode::GATEWAY_TIMEOUT;
+        assert!(status == expected || timed_out_instead, "{action}: {status} {body}");
         assert!(body["error"].is_string(), "{action}: {body}");
         if status.is_server_error() {
             assert!(body["errorId"].is_string(), "5xx answers carry an error id: {body}");

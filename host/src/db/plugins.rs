@@ -23,8 +23,36 @@ pub struct PluginState {
     pub previous_id: Option<String>,
 }
 
-/// Store a version and make it the active one; the active one becomes the previous.
-pub async fn activate_new(conn: &mut AnyConnection, v: &PluginVersion, component_base64: &str) -> Result<()> {
+/// Make `v` the active version (the active one becomes the previous), storing it unless a
+/// version of the same plugin with the same content is stored already. Returns the id of the
+/// stored version that is now active.
+pub async fn activate(conn: &mut AnyConnection, v: &PluginVersion, component_base64: &str) -> Result<String> {
+    let stored: Option<String> = sqlx::query_scalar(
+        "SELECT id FROM plugin_versions WHERE name = $1 AND sha256 = $2 ORDER BY installed_at LIMIT 1",
+    )
+    .bind(&v.name)
+    .bind(&v.sha256)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let id = match stored {
+        Some(id) => id,
+        None => {
+            insert(&mut *conn, v, component_base64).await?;
+            v.id.clone()
+        }
+    };
+    sqlx::query(
+        "INSERT INTO plugin_state (name, active_id, previous_id) VALUES ($1, $2, NULL) \
+         ON CONFLICT (name) DO UPDATE SET previous_id = plugin_state.active_id, active_id = $2",
+    )
+    .bind(&v.name)
+    .bind(&id)
+    .execute(conn)
+    .await?;
+    Ok(id)
+}
+
+async fn insert(conn: &mut AnyConnection, v: &PluginVersion, component_base64: &str) -> Result<()> {
     sqlx::query(
         "INSERT INTO plugin_versions (id, name, version, sha256, component, installed_by, installed_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -36,14 +64,6 @@ pub async fn activate_new(conn: &mut AnyConnection, v: &PluginVersion, component
     .bind(component_base64)
     .bind(&v.installed_by)
     .bind(&v.installed_at)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "INSERT INTO plugin_state (name, active_id, previous_id) VALUES ($1, $2, NULL) \
-         ON CONFLICT (name) DO UPDATE SET previous_id = plugin_state.active_id, active_id = $2",
-    )
-    .bind(&v.name)
-    .bind(&v.id)
     .execute(conn)
     .await?;
     Ok(())

@@ -50,7 +50,8 @@ impl Emitter {
     }
 
     /// Run the emitter on its own task. Call after the Socket.IO namespace is registered.
-    pub fn start(mut self) {
+    /// Abort the returned task to stop it (it holds the Socket.IO handle).
+    pub fn start(mut self) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let mut last_prune = Instant::now() - PRUNE_EVERY;
             loop {
@@ -72,7 +73,7 @@ impl Emitter {
                     () = tokio::time::sleep(TICK) => {}
                 }
             }
-        });
+        })
     }
 }
 

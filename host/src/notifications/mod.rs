@@ -66,6 +66,23 @@ pub(crate) struct Seat {
     after: Option<i64>,
 }
 
+/// Seats newly connected sockets through the emitter.
+#[derive(Clone)]
+pub struct Seater {
+    seats: mpsc::Sender<Seat>,
+}
+
+impl Seater {
+    /// Put a newly connected socket in `rooms`. With `after` (the last offset the client
+    /// saw), first replay the entries it missed that `rooms` may see, then send
+    /// [`RECOVERY_EVENT`].
+    pub async fn seat(&self, socket: SocketRef, rooms: Vec<String>, after: Option<i64>) {
+        if self.seats.send(Seat { socket, rooms, after }).await.is_err() {
+            tracing::error!("the emitter has stopped; a socket could not be seated");
+        }
+    }
+}
+
 /// Emits committed notifications and disconnects sockets on the host's behalf.
 #[derive(Clone)]
 pub struct Notifier {
@@ -95,13 +112,10 @@ impl Notifier {
         self.wake.notify_one();
     }
 
-    /// Put a newly connected socket in `rooms`. With `after` (the last offset the client
-    /// saw), first replay the entries it missed that `rooms` may see, then send
-    /// [`RECOVERY_EVENT`].
-    pub async fn seat(&self, socket: SocketRef, rooms: Vec<String>, after: Option<i64>) {
-        if self.seats.send(Seat { socket, rooms, after }).await.is_err() {
-            tracing::error!("the emitter has stopped; a socket could not be seated");
-        }
+    /// The handle that seats new sockets. It holds no Socket.IO handle, so the namespace's
+    /// connect handler can keep it without a reference cycle.
+    pub fn seater(&self) -> Seater {
+        Seater { seats: self.seats.clone() }
     }
 
     /// Emit a host event (not a record notification) to every ADMIN socket, e.g.

@@ -15,7 +15,7 @@ use socketioxide::handler::ConnectHandler;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::Db;
-use crate::notifications::{ADMIN_ROOM, ALL_ROOM, Notifier, session_room, socket_room, user_room};
+use crate::notifications::{ADMIN_ROOM, ALL_ROOM, Seater, session_room, socket_room, user_room};
 use crate::plugin::{Registry, Runtime};
 use crate::sessions::Session;
 
@@ -31,9 +31,9 @@ pub struct RealtimeState {
 
 /// Register the namespace: authenticate, then join rooms (replaying what a resuming client
 /// missed) and route events.
-pub fn register(io: &SocketIo, notifier: Notifier) {
+pub fn register(io: &SocketIo, seater: Seater) {
     let on_connect = move |socket: SocketRef, session: Extension<Arc<Session>>, auth: TryData<Value>| {
-        on_connect(socket, session, auth, notifier.clone())
+        on_connect(socket, session, auth, seater.clone())
     };
     io.ns("/", on_connect.with(handlers::authenticate));
 }
@@ -43,7 +43,7 @@ async fn on_connect(
     socket: SocketRef,
     Extension(session): Extension<Arc<Session>>,
     TryData(auth): TryData<Value>,
-    notifier: Notifier,
+    seater: Seater,
 ) {
     let mut rooms = vec![
         ALL_ROOM.to_owned(),
@@ -56,5 +56,5 @@ async fn on_connect(
     }
     socket.on_fallback(handlers::plugin_event);
     let resume_after = auth.ok().and_then(|auth| auth.get("offset").and_then(Value::as_i64));
-    notifier.seat(socket, rooms, resume_after).await;
+    seater.seat(socket, rooms, resume_after).await;
 }

@@ -7,7 +7,21 @@ plugin_sdk::export!(Misbehave);
 
 impl Plugin for Misbehave {
     fn describe() -> Descriptor {
-        let actions = ["ok", "trap", "loop", "bad-status", "write-other", "notify-other", "read-other", "conflict"];
+        let actions = [
+            "ok",
+            "trap",
+            "loop",
+            "bad-status",
+            "write-other",
+            "notify-other",
+            "read-other",
+            "conflict",
+            "memory-bomb",
+            "recurse",
+            "huge-body",
+            "flood",
+            "other-session",
+        ];
         actions.iter().fold(Descriptor::new("fault-misbehave", "FAULT", "faults", "0.1.0"), |d, a| {
             d.action(a, Method::Post, &format!("/{a}"), Access::SignedIn)
         })
@@ -37,7 +51,30 @@ impl Plugin for Misbehave {
                 stale.version = 41;
                 Ok(stored.update(&stale))
             }
+            "memory-bomb" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "recurse" => Ok(Response::ok(&depth(0))),
+            "huge-body" => Ok(Response::ok(&"x".repeat(8 << 20))),
+            "flood" => Ok((0..100_000).fold(stored, |r, i| {
+                r.notify(Notification::created("FAULT", &record.id, &json).to(Target::User(format!("u{i}"))))
+            })),
+            "other-session" => {
+                let note = Notification::created("FAULT", &record.id, &json).to(Target::Session("someone-else".into()));
+                Ok(stored.notify(note))
+            }
             other => Err(PluginError::NotFound(format!("no action {other}"))),
         }
     }
+}
+
+/// Recurse without end (the optimizer cannot turn this into a loop: the result depends on the
+/// depth after the call).
+#[allow(unconditional_recursion)]
+fn depth(n: u64) -> u64 {
+    std::hint::black_box(depth(n + 1)) + n
 }

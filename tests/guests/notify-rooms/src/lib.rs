@@ -50,11 +50,15 @@ impl Plugin for NotifyRooms {
         let to_self = note.to_self;
         let record = Record::new("NOTE", req.now(), note);
         let json = record.to_json();
+        let response = Response::created(&json).insert(&record);
+        if targets.is_empty() {
+            return Ok(response); // a quiet note: stored, not notified
+        }
         let mut notification = Notification::created("NOTE", &record.id, &json);
         notification.targets = targets;
         if to_self {
             notification = notification.to_self();
         }
-        Ok(Response::created(&json).insert(&record).notify(notification))
+        Ok(response.notify(notification))
     }
 }
