@@ -36,6 +36,12 @@ pub struct ServeArgs {
     /// Linear memory cap of one plugin instance, in MiB.
     #[arg(long, env = "TIDINGS_PLUGIN_MEMORY_MIB", default_value_t = 64)]
     pub plugin_memory_mib: usize,
+    /// Consecutive faults after which a plugin is isolated (answers 503 without being called).
+    #[arg(long, env = "TIDINGS_PLUGIN_ISOLATE_AFTER", default_value_t = 5)]
+    pub plugin_isolate_after: u64,
+    /// How long an isolated plugin rests before it is tried again, in seconds.
+    #[arg(long, env = "TIDINGS_PLUGIN_COOL_DOWN_SECS", default_value_t = 10)]
+    pub plugin_cool_down_secs: u64,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "TIDINGS_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
@@ -96,6 +102,8 @@ impl From<ServeArgs> for Config {
             limits: Limits {
                 timeout: Duration::from_millis(args.plugin_timeout_ms),
                 max_memory: args.plugin_memory_mib << 20,
+                isolate_after: args.plugin_isolate_after.max(1),
+                cool_down: Duration::from_secs(args.plugin_cool_down_secs),
                 ..Limits::default()
             },
             max_body_bytes: args.max_body_bytes,

@@ -79,8 +79,8 @@ async fn run_once(
     let tx = if read_only { db.begin_read().await? } else { db.begin_write().await? };
     let (result, tx) = runtime.handle(plugin, req, tx).await;
     let response = result?;
-    let mut tx = tx.ok_or_else(|| fault(plugin, "the transaction was lost during the call".into()))?;
-    let checked = check(plugin, response, req, read_only).map_err(|m| fault(plugin, m))?;
+    let mut tx = tx.ok_or_else(|| fault(runtime, plugin, "the transaction was lost during the call".into()))?;
+    let checked = check(plugin, response, req, read_only).map_err(|m| fault(runtime, plugin, m))?;
 
     for write in &checked.writes {
         records::apply(&mut tx, write, &req.now).await?.map_err(|e| DispatchError::Conflict(e.to_string()))?;
@@ -120,8 +120,10 @@ pub async fn append_notification(
     Ok(entry)
 }
 
-fn fault(plugin: &LoadedPlugin, message: String) -> DispatchError {
+fn fault(runtime: &Runtime, plugin: &LoadedPlugin, message: String) -> DispatchError {
     plugin.stats.faults.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let limits = runtime.limits();
+    plugin.stats.record_outcome(true, limits.isolate_after, limits.cool_down);
     DispatchError::Plugin(plugin::Error::Fault {
         plugin: plugin.descriptor.name.clone(),
         kind: FaultKind::InvalidOutput,

@@ -38,6 +38,8 @@ use crate::state::AppState;
 
 /// Packets queued per socket before sends to it fail.
 const SOCKET_BUFFER_PACKETS: usize = 1024;
+/// Largest message a client may send over Socket.IO (either transport).
+const SOCKET_MAX_INCOMING_BYTES: u64 = 64 * 1024;
 
 /// Collections the host serves itself; no plugin may claim them.
 pub const RESERVED_COLLECTIONS: &[&str] = &["admin", "auth", "logout", "user", "users"];
@@ -89,8 +91,14 @@ impl Server {
         };
         // A bounded buffer per socket: a client that stops reading cannot grow the server's
         // memory; replays wait for room (see notifications::emitter).
-        let (socket_layer, io) =
-            SocketIo::builder().max_buffer_size(SOCKET_BUFFER_PACKETS).with_state(realtime).build_layer();
+        // Incoming messages are capped too: a client event is small (arguments for a plugin).
+        let (socket_layer, io) = SocketIo::builder()
+            .max_buffer_size(SOCKET_BUFFER_PACKETS)
+            .max_payload(SOCKET_MAX_INCOMING_BYTES)
+            .ws_max_message_size(SOCKET_MAX_INCOMING_BYTES as usize)
+            .ws_max_frame_size(SOCKET_MAX_INCOMING_BYTES as usize)
+            .with_state(realtime)
+            .build_layer();
         let (notifier, emitter) = Notifier::new(io.clone(), db.clone(), clock.clone(), config.retention)
             .await
             .context("starting the notification emitter")?;
@@ -103,7 +111,16 @@ impl Server {
         if let Some(dir) = &config.plugin_dir {
             background.push(manager.watch(dir.clone()));
         }
-        let state = AppState { db, clock, config: Arc::clone(&config), plugins, runtime, notifier, manager };
+        let state = AppState {
+            db,
+            clock,
+            config: Arc::clone(&config),
+            plugins,
+            runtime,
+            notifier,
+            manager,
+            throttle: Arc::default(),
+        };
 
         let listener =
             tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
@@ -111,7 +128,7 @@ impl Server {
         let (shutdown, on_shutdown) = oneshot::channel::<()>();
         let router = app(state.clone(), socket_layer);
         let task = tokio::spawn(async move {
-            axum::serve(listener, router)
+            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
                 .with_graceful_shutdown(async move {
                     let _ = on_shutdown.await;
                     // Close sockets so that graceful shutdown does not wait on them forever.

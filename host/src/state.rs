@@ -11,6 +11,7 @@ use crate::db::Db;
 use crate::lifecycle::PluginManager;
 use crate::notifications::Notifier;
 use crate::plugin::{Registry, Runtime};
+use crate::sessions::throttle::LoginThrottle;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -21,6 +22,7 @@ pub struct AppState {
     pub runtime: Arc<Runtime>,
     pub notifier: Notifier,
     pub manager: PluginManager,
+    pub throttle: Arc<LoginThrottle>,
 }
 
 impl FromRef<AppState> for Db {

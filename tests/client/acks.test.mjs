@@ -3,7 +3,7 @@
 
 import { before, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { assertStatus, createUser, postNote, useServer } from './harness.mjs';
+import { assertStatus, createUser, postNote, useServer, waitForDisconnect } from './harness.mjs';
 
 describe('socket events with acknowledgements', () => {
   const srv = useServer({ notifyRooms: true });
@@ -31,5 +31,27 @@ describe('socket events with acknowledgements', () => {
     assert.equal(unknown.state, 'error');
     assert.match(unknown.message, /unknown event/);
     assert.ok(socket.connected, 'the socket stays connected');
+  });
+
+  srv.test('client events are rate limited per socket', async () => {
+    const socket = await srv.connect({ cookie: B.cookie });
+    const acks = await Promise.all(
+      Array.from({ length: 80 }, () => socket.timeout(5000).emitWithAck('notes:count', {})),
+    );
+    const limited = acks.filter((a) => a.state === 'error' && /too many events/.test(a.message));
+    const answered = acks.filter((a) => a.state === 'success');
+    assert.ok(answered.length >= 40, `the burst is served: ${answered.length}`);
+    assert.ok(limited.length > 0, 'events past the burst are refused');
+    assert.ok(socket.connected, 'the socket stays connected');
+    const other = await srv.connect({ cookie: B.cookie });
+    assert.equal((await other.timeout(2000).emitWithAck('notes:count', {})).state, 'success', 'per socket');
+  });
+
+  srv.test('an oversized client message closes that socket only', async () => {
+    const socket = await srv.connect({ cookie: B.cookie });
+    const bystander = await srv.connect({ cookie: B.cookie });
+    socket.emit('notes:count', { blob: 'x'.repeat(200 * 1024) });
+    await waitForDisconnect(socket, 5_000, 'oversized');
+    assert.equal((await bystander.timeout(2000).emitWithAck('notes:count', {})).state, 'success');
   });
 });

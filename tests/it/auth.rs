@@ -13,7 +13,30 @@ both_backends!(
     users_are_created_by_admins_with_unique_emails,
     request_guards_refuse_bad_requests,
     only_admins_change_roles_and_the_change_applies_at_once,
+    login_is_throttled,
 );
+
+async fn login_is_throttled(backend: Backend) {
+    let host = TestHost::start(backend).await;
+    let client = host.anonymous();
+    let attempt = |email: &'static str, password: &'static str| {
+        let http = client.http.clone();
+        let url = client.url("/api/v1/auth/login");
+        async move { http.post(url).json(&json!({ "email": email, "password": password })).send().await.unwrap() }
+    };
+    for _ in 0..5 {
+        assert_eq!(attempt(ADMIN_EMAIL, "wrong password").await.status(), StatusCode::UNAUTHORIZED);
+    }
+    let limited = attempt(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS, "even the right password waits");
+    assert!(limited.headers().contains_key("retry-after"));
+    // An account that does not exist is limited the same way: the answer reveals nothing.
+    for _ in 0..5 {
+        assert_eq!(attempt("nobody@example.com", "wrong password").await.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(attempt("nobody@example.com", "wrong password").await.status(), StatusCode::TOO_MANY_REQUESTS);
+    host.stop().await;
+}
 
 async fn only_admins_change_roles_and_the_change_applies_at_once(backend: Backend) {
     let host = TestHost::start(backend).await;

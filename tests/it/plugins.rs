@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::support::{Backend, TestHost, both_backends};
 
-both_backends!(faults_are_contained_and_the_plugin_keeps_serving);
+both_backends!(faults_are_contained_and_the_plugin_keeps_serving, a_plugin_that_keeps_faulting_is_isolated);
 
 async fn faults_are_contained_and_the_plugin_keeps_serving(backend: Backend) {
     let host = TestHost::start_with(backend, |c| c.limits.timeout = Duration::from_millis(200)).await;
@@ -56,5 +56,30 @@ async fn faults_are_contained_and_the_plugin_keeps_serving(backend: Backend) {
         baseline = (baseline.0 + 1, baseline.1, baseline.2 + 1);
         assert_eq!(counts().await, baseline);
     }
+    host.stop().await;
+}
+
+async fn a_plugin_that_keeps_faulting_is_isolated(backend: Backend) {
+    let host = TestHost::start_with(backend, |c| {
+        c.limits.isolate_after = 3;
+        c.limits.cool_down = Duration::from_millis(1500);
+    })
+    .await;
+    let (user, _) = host.user("USER").await;
+    for _ in 0..3 {
+        assert_eq!(user.post("/api/v1/faults/trap", &json!({})).await.0, StatusCode::BAD_GATEWAY);
+    }
+    let started = Instant::now();
+    let (status, body) = user.post("/api/v1/faults/ok", &json!({})).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "isolated: {body}");
+    assert!(started.elapsed() < Duration::from_millis(500), "answered at once, without calling the plugin");
+    assert_eq!(host.anonymous().get("/api/v1/departments").await.0, StatusCode::OK, "other plugins serve on");
+
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert_eq!(
+        user.post("/api/v1/faults/ok", &json!({})).await.0,
+        StatusCode::CREATED,
+        "tried again after the cool-down"
+    );
     host.stop().await;
 }

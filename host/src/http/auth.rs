@@ -2,8 +2,11 @@
 //! test clock.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
@@ -21,13 +24,39 @@ pub struct Credentials {
     password: String,
 }
 
+/// The client's address, when the server was started with connection info.
+pub struct ClientAddr(Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip())))
+    }
+}
+
 /// `POST /api/v1/auth/login`: a new session (any session from the presented cookie ends).
+/// Failed attempts are throttled per account and per address (429 with `Retry-After`).
 pub async fn login(
     State(state): State<AppState>,
+    ClientAddr(address): ClientAddr,
     jar: CookieJar,
     JsonBody(creds): JsonBody<Credentials>,
 ) -> Result<Response, ApiError> {
-    let (session, token) = sessions::login(&state.db, &state.clock, &creds.email, &creds.password).await?;
+    if let Err(retry_after) = state.throttle.check(&creds.email, address) {
+        return Err(ApiError::TooManyRequests(retry_after.as_secs().max(1)));
+    }
+    let (session, token) = match sessions::login(&state.db, &state.clock, &creds.email, &creds.password).await {
+        Ok(signed_in) => {
+            state.throttle.succeeded(&creds.email);
+            signed_in
+        }
+        Err(sessions::AuthError::Unauthorized) => {
+            state.throttle.failed(&creds.email, address);
+            return Err(ApiError::Unauthorized);
+        }
+        Err(other) => return Err(other.into()),
+    };
     // Rotate: the cookie from before the login stops working.
     if let Some(old) = jar.get(COOKIE_NAME) {
         if let Ok(Some(old)) = sessions::authenticate(&state.db, &state.clock, old.value()).await {

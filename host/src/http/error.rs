@@ -26,6 +26,9 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// Too many attempts; retry after this many seconds.
+    #[error("too many attempts; try again later")]
+    TooManyRequests(u64),
     /// An uploaded component was refused (does not compile, link, describe or pass checks).
     #[error("plugin refused: {0}")]
     UnprocessablePlugin(String),
@@ -52,6 +55,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::UnprocessablePlugin(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PluginFailed(_) => StatusCode::BAD_GATEWAY,
             ApiError::PluginUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -77,7 +81,11 @@ impl IntoResponse for ApiError {
         } else {
             json!({ "error": self.to_string() })
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let ApiError::TooManyRequests(seconds) = self {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 
@@ -115,6 +123,9 @@ impl From<plugin::Error> for ApiError {
             }
             plugin::Error::Fault { kind, plugin, message } => {
                 ApiError::PluginFailed(format!("{plugin} ({kind}): {message}"))
+            }
+            plugin::Error::Isolated { plugin, retry_after } => {
+                ApiError::PluginUnavailable(format!("{plugin}: isolated for {retry_after:?}"))
             }
             plugin::Error::Host(e) => ApiError::Internal(e.to_string()),
         }

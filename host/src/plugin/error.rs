@@ -14,6 +14,10 @@ pub enum Error {
     /// host does not accept. Blame: plugin.
     #[error("plugin {plugin} faulted ({kind}): {message}")]
     Fault { plugin: String, kind: FaultKind, message: String },
+    /// The plugin is isolated after repeated faults and is not called until the cool-down
+    /// ends.
+    #[error("plugin {plugin} is isolated after repeated faults; retry in {retry_after:?}")]
+    Isolated { plugin: String, retry_after: std::time::Duration },
     /// The host failed while serving the plugin (e.g. the database). Blame: host.
     #[error("host failure during plugin call: {0}")]
     Host(#[from] db::Error),

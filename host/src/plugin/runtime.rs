@@ -36,6 +36,10 @@ pub struct Limits {
     pub max_bytes_read: usize,
     /// Instances kept at once by the pooling allocator (bounds concurrent calls).
     pub max_instances: u32,
+    /// Consecutive faults after which a plugin is isolated…
+    pub isolate_after: u64,
+    /// …for this long: its requests answer 503 at once, then it is tried again.
+    pub cool_down: Duration,
 }
 
 impl Default for Limits {
@@ -45,6 +49,8 @@ impl Default for Limits {
             max_memory: 64 << 20,
             max_bytes_read: 16 << 20,
             max_instances: 256,
+            isolate_after: 5,
+            cool_down: Duration::from_secs(10),
         }
     }
 }
@@ -210,6 +216,10 @@ impl Runtime {
         req: &wit::Request,
         tx: db::Tx,
     ) -> (Result<wit::Response, Error>, Option<db::Tx>) {
+        if let Some(retry_after) = plugin.stats.isolated_for() {
+            let isolated = Error::Isolated { plugin: plugin.descriptor.name.clone(), retry_after };
+            return (Err(isolated), Some(tx));
+        }
         plugin.stats.calls.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let name = &plugin.descriptor.name;
@@ -232,6 +242,9 @@ impl Runtime {
         req: &wit::SocketRequest,
         tx: db::Tx,
     ) -> Result<String, Error> {
+        if let Some(retry_after) = plugin.stats.isolated_for() {
+            return Err(Error::Isolated { plugin: plugin.descriptor.name.clone(), retry_after });
+        }
         plugin.stats.calls.fetch_add(1, Ordering::Relaxed);
         let mut store = self.new_store(&plugin.descriptor.name, Some(tx), Arc::clone(&plugin.readable));
         let result = async {
@@ -249,6 +262,8 @@ impl Runtime {
         result: wasmtime::Result<Result<T, wit::PluginError>>,
         host_error: Option<db::Error>,
     ) -> Result<T, Error> {
+        let faulted = matches!((&result, &host_error), (Err(_), None));
+        plugin.stats.record_outcome(faulted, self.limits.isolate_after, self.limits.cool_down);
         match (result, host_error) {
             (Ok(Ok(value)), _) => Ok(value),
             (Ok(Err(refusal)), _) => {

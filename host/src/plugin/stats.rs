@@ -2,7 +2,7 @@
 //! buckets (the Prometheus shape), from which percentiles are estimated.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Upper bounds of the latency buckets, in microseconds; the last bucket is unbounded.
 pub const BUCKETS_US: [u64; 14] =
@@ -20,9 +20,40 @@ pub struct Stats {
     /// Calls per latency bucket; index `BUCKETS_US.len()` is the overflow bucket.
     pub latency: [AtomicU64; BUCKETS_US.len() + 1],
     pub latency_sum_us: AtomicU64,
+    /// Faults since the last call that did not fault.
+    pub consecutive_faults: AtomicU64,
+    /// While isolated: when the plugin may be tried again (ms since `Stats::epoch`), else 0.
+    isolated_until_ms: AtomicU64,
+    epoch: std::sync::OnceLock<Instant>,
 }
 
 impl Stats {
+    fn now_ms(&self) -> u64 {
+        let epoch = *self.epoch.get_or_init(Instant::now);
+        u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX).max(1)
+    }
+
+    /// Record a call's outcome for isolation: after `threshold` consecutive faults the plugin
+    /// is isolated for `cool_down`.
+    pub fn record_outcome(&self, faulted: bool, threshold: u64, cool_down: Duration) {
+        if !faulted {
+            self.consecutive_faults.store(0, Ordering::Relaxed);
+            return;
+        }
+        if self.consecutive_faults.fetch_add(1, Ordering::Relaxed) + 1 >= threshold {
+            let until = self.now_ms() + u64::try_from(cool_down.as_millis()).unwrap_or(u64::MAX);
+            self.isolated_until_ms.store(until, Ordering::Relaxed);
+            self.consecutive_faults.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// How long the plugin stays isolated, if it is.
+    pub fn isolated_for(&self) -> Option<Duration> {
+        let until = self.isolated_until_ms.load(Ordering::Relaxed);
+        let now = self.now_ms();
+        (until > now).then(|| Duration::from_millis(until - now))
+    }
+
     pub fn record_latency(&self, elapsed: Duration) {
         let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         let bucket = BUCKETS_US.iter().position(|&bound| us <= bound).unwrap_or(BUCKETS_US.len());

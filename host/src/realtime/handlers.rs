@@ -40,6 +40,7 @@ pub async fn authenticate(socket: SocketRef, State(state): State<RealtimeState>)
         })?
         .ok_or(ConnectError::Unauthorized)?;
     socket.extensions.insert(session);
+    socket.extensions.insert(Arc::new(EventRate::new()));
     Ok(())
 }
 
@@ -50,20 +51,54 @@ pub async fn plugin_event(
     TryData(args): TryData<Args>,
     ack: AckSender,
     Extension(session): Extension<Arc<Session>>,
+    Extension(rate): Extension<Arc<EventRate>>,
     State(state): State<RealtimeState>,
 ) {
     // An event sent without arguments still gets an answer.
     let args = args.map_or_else(|_| Vec::new(), |Args(args)| args);
-    let reply = match answer(&state, &session, &event, args).await {
-        Ok(Value::Object(mut fields)) => {
-            fields.insert("state".into(), "success".into());
-            Value::Object(fields)
-        }
-        Ok(other) => json!({ "state": "success", "result": other }),
-        Err(message) => json!({ "state": "error", "message": message }),
+    let reply = match rate.admit() {
+        false => json!({ "state": "error", "message": "too many events; slow down" }),
+        true => match answer(&state, &session, &event, args).await {
+            Ok(Value::Object(mut fields)) => {
+                fields.insert("state".into(), "success".into());
+                Value::Object(fields)
+            }
+            Ok(other) => json!({ "state": "success", "result": other }),
+            Err(message) => json!({ "state": "error", "message": message }),
+        },
     };
     if let Err(err) = ack.send(&reply) {
         tracing::debug!(%err, event, "could not send an ack");
+    }
+}
+
+/// A per-socket token bucket for client→server events: a burst of [`EventRate::BURST`], then
+/// [`EventRate::PER_SECOND`] a second. Events over it get an error ack and reach no plugin.
+pub struct EventRate {
+    bucket: std::sync::Mutex<(f64, std::time::Instant)>,
+}
+
+impl EventRate {
+    pub const BURST: f64 = 40.0;
+    pub const PER_SECOND: f64 = 20.0;
+
+    pub fn new() -> Self {
+        EventRate { bucket: std::sync::Mutex::new((Self::BURST, std::time::Instant::now())) }
+    }
+
+    /// Take a token if there is one.
+    pub fn admit(&self) -> bool {
+        let mut bucket = self.bucket.lock().unwrap_or_else(|p| p.into_inner());
+        let (tokens, last) = &mut *bucket;
+        let now = std::time::Instant::now();
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * Self::PER_SECOND).min(Self::BURST);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod extract;
 pub mod origin;
+pub mod throttle;
 
 use std::sync::Arc;
 
