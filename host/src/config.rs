@@ -1,9 +1,12 @@
 //! Server configuration: flags and `TIDINGS_*` environment variables, with the defaults of
 //! the contract (`127.0.0.1:3002`, data in `./data`, SQLite, bundled plugins).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+
+use anyhow::Context;
 
 use crate::notifications::Retention;
 use crate::plugin::Limits;
@@ -42,6 +45,11 @@ pub struct ServeArgs {
     /// How long an isolated plugin rests before it is tried again, in seconds.
     #[arg(long, env = "TIDINGS_PLUGIN_COOL_DOWN_SECS", default_value_t = 10)]
     pub plugin_cool_down_secs: u64,
+    /// Limits for particular plugins, comma-separated `name.key=value` with the keys
+    /// `timeout_ms`, `memory_mib`, `isolate_after`, `cool_down_secs`, `read_mib`, e.g.
+    /// `department.timeout_ms=250,department.memory_mib=32`.
+    #[arg(long, env = "TIDINGS_PLUGIN_LIMITS", value_delimiter = ',')]
+    pub plugin_limits: Vec<String>,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "TIDINGS_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
@@ -81,13 +89,23 @@ pub struct Config {
     pub bootstrap_admin: Option<(String, String)>,
 }
 
-impl From<ServeArgs> for Config {
-    fn from(args: ServeArgs) -> Self {
+impl TryFrom<ServeArgs> for Config {
+    type Error = anyhow::Error;
+
+    fn try_from(args: ServeArgs) -> anyhow::Result<Self> {
         let bootstrap_admin = match (std::env::var("TIDINGS_ADMIN_EMAIL"), std::env::var("TIDINGS_ADMIN_PASSWORD")) {
             (Ok(email), Ok(password)) if !email.is_empty() => Some((email, password)),
             _ => None,
         };
-        Config {
+        let mut limits = Limits {
+            timeout: Duration::from_millis(args.plugin_timeout_ms),
+            max_memory: args.plugin_memory_mib << 20,
+            isolate_after: args.plugin_isolate_after.max(1),
+            cool_down: Duration::from_secs(args.plugin_cool_down_secs),
+            ..Limits::default()
+        };
+        limits.per_plugin = per_plugin_limits(&args.plugin_limits, &limits)?;
+        Ok(Config {
             listen: args.listen,
             data_dir: args.data_dir,
             database_url: args.database_url.filter(|u| !u.is_empty()),
@@ -99,13 +117,7 @@ impl From<ServeArgs> for Config {
                 .filter(|o| !o.is_empty())
                 .collect(),
             secure_cookies: args.secure_cookies,
-            limits: Limits {
-                timeout: Duration::from_millis(args.plugin_timeout_ms),
-                max_memory: args.plugin_memory_mib << 20,
-                isolate_after: args.plugin_isolate_after.max(1),
-                cool_down: Duration::from_secs(args.plugin_cool_down_secs),
-                ..Limits::default()
-            },
+            limits,
             max_body_bytes: args.max_body_bytes,
             bundled_plugins: !args.no_bundled_plugins,
             test_clock: args.test_clock,
@@ -115,7 +127,49 @@ impl From<ServeArgs> for Config {
                 max_entries: args.retention_entries.max(0),
             },
             bootstrap_admin,
+        })
+    }
+}
+
+/// Parse `name.key=value` overrides, each plugin starting from the global `base` limits.
+fn per_plugin_limits(specs: &[String], base: &Limits) -> anyhow::Result<BTreeMap<String, Limits>> {
+    let mut per_plugin: BTreeMap<String, Limits> = BTreeMap::new();
+    for spec in specs.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        let (target, value) = spec.split_once('=').with_context(|| format!("{spec:?}: expected name.key=value"))?;
+        let (name, key) = target.split_once('.').with_context(|| format!("{spec:?}: expected name.key=value"))?;
+        let n: u64 = value.trim().parse().with_context(|| format!("{spec:?}: {value:?} is not a whole number"))?;
+        let limits = per_plugin
+            .entry(name.trim().to_owned())
+            .or_insert_with(|| Limits { per_plugin: BTreeMap::new(), ..base.clone() });
+        match key.trim() {
+            "timeout_ms" => limits.timeout = Duration::from_millis(n),
+            "memory_mib" => limits.max_memory = usize::try_from(n)? << 20,
+            "isolate_after" => limits.isolate_after = n.max(1),
+            "cool_down_secs" => limits.cool_down = Duration::from_secs(n),
+            "read_mib" => limits.max_bytes_read = usize::try_from(n)? << 20,
+            other => anyhow::bail!(
+                "{spec:?}: unknown limit {other:?} (timeout_ms, memory_mib, isolate_after, cool_down_secs, read_mib)"
+            ),
         }
+    }
+    Ok(per_plugin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_plugin_limits_start_from_the_global_ones() {
+        let base = Limits::default();
+        let specs = ["department.timeout_ms=250".to_owned(), " department.memory_mib=32".to_owned()];
+        let parsed = per_plugin_limits(&specs, &base).unwrap();
+        let department = &parsed["department"];
+        assert_eq!((department.timeout, department.max_memory), (Duration::from_millis(250), 32 << 20));
+        assert_eq!(department.isolate_after, base.isolate_after);
+        assert!(per_plugin_limits(&["department.speed=1".to_owned()], &base).is_err());
+        assert!(per_plugin_limits(&["department=1".to_owned()], &base).is_err());
+        assert!(per_plugin_limits(&["department.timeout_ms=fast".to_owned()], &base).is_err());
     }
 }
 

@@ -122,7 +122,7 @@ pub async fn append_notification(
 
 fn fault(runtime: &Runtime, plugin: &LoadedPlugin, message: String) -> DispatchError {
     plugin.stats.faults.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let limits = runtime.limits();
+    let limits = runtime.limits_for(&plugin.descriptor.name);
     plugin.stats.record_outcome(true, limits.isolate_after, limits.cool_down);
     DispatchError::Plugin(plugin::Error::Fault {
         plugin: plugin.descriptor.name.clone(),

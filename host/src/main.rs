@@ -88,7 +88,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Serve(args) => {
-            let mut server = host::Server::start(Config::from(args)).await?;
+            let mut server = host::Server::start(Config::try_from(args)?).await?;
             let shutdown = server.take_shutdown();
             tokio::spawn(async move {
                 shutdown_signal().await;

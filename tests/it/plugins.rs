@@ -10,7 +10,11 @@ use serde_json::json;
 
 use crate::support::{Backend, TestHost, both_backends};
 
-both_backends!(faults_are_contained_and_the_plugin_keeps_serving, a_plugin_that_keeps_faulting_is_isolated);
+both_backends!(
+    faults_are_contained_and_the_plugin_keeps_serving,
+    a_plugin_that_keeps_faulting_is_isolated,
+    limits_can_be_set_per_plugin,
+);
 
 async fn faults_are_contained_and_the_plugin_keeps_serving(backend: Backend) {
     let host = TestHost::start_with(backend, |c| c.limits.timeout = Duration::from_millis(200)).await;
@@ -81,5 +85,25 @@ async fn a_plugin_that_keeps_faulting_is_isolated(backend: Backend) {
         StatusCode::CREATED,
         "tried again after the cool-down"
     );
+    host.stop().await;
+}
+
+async fn limits_can_be_set_per_plugin(backend: Backend) {
+    let host = TestHost::start_with(backend, |c| {
+        c.limits.timeout = Duration::from_secs(2);
+        let mut strict = c.limits.clone();
+        strict.timeout = Duration::from_millis(50);
+        c.limits.per_plugin.insert("fault-misbehave".into(), strict);
+    })
+    .await;
+    let admin = host.admin().await;
+    let started = Instant::now();
+    assert_eq!(admin.post("/api/v1/faults/loop", &json!({})).await.0, StatusCode::GATEWAY_TIMEOUT);
+    assert!(started.elapsed() < Duration::from_millis(1500), "the plugin's own 50 ms deadline applied");
+
+    let (_, list) = admin.get("/api/v1/admin/plugins").await;
+    let limits = |name: &str| list.as_array().unwrap().iter().find(|p| p["name"] == name).unwrap()["limits"].clone();
+    assert_eq!(limits("fault-misbehave")["timeoutMs"], 50, "the operator sees the override");
+    assert_eq!(limits("department")["timeoutMs"], 2000, "other plugins keep the global limits");
     host.stop().await;
 }

@@ -37,6 +37,14 @@ pub async fn list(State(state): State<AppState>, CurrentUser(session): CurrentUs
         .map(|p| {
             let mut entry = with_stats(p);
             entry["state"] = "active".into();
+            let limits = state.runtime.limits_for(&p.descriptor.name);
+            entry["limits"] = json!({
+                "timeoutMs": limits.timeout.as_millis() as u64,
+                "memoryBytes": limits.max_memory,
+                "readBytes": limits.max_bytes_read,
+                "isolateAfter": limits.isolate_after,
+                "coolDownMs": limits.cool_down.as_millis() as u64,
+            });
             entry["previous"] = state.plugins.previous(&p.descriptor.name).map_or(
                 Value::Null,
                 |prev| json!({ "version": prev.descriptor.version, "sha256": prev.sha256, "loadedAt": prev.loaded_at }),

@@ -2,7 +2,7 @@
 //! pre-instantiate, describe, validate) and calling (a fresh pooled instance per call, with
 //! an epoch deadline and a memory cap).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -40,6 +40,8 @@ pub struct Limits {
     pub isolate_after: u64,
     /// …for this long: its requests answer 503 at once, then it is tried again.
     pub cool_down: Duration,
+    /// Limits for particular plugins, by plugin name, replacing these for their calls.
+    pub per_plugin: BTreeMap<String, Limits>,
 }
 
 impl Default for Limits {
@@ -51,6 +53,7 @@ impl Default for Limits {
             max_instances: 256,
             isolate_after: 5,
             cool_down: Duration::from_secs(10),
+            per_plugin: BTreeMap::new(),
         }
     }
 }
@@ -105,7 +108,8 @@ impl Runtime {
             .total_core_instances(limits.max_instances * 4)
             .total_memories(limits.max_instances * 2)
             .total_tables(limits.max_instances * 4)
-            .max_memory_size(limits.max_memory)
+            // Slots fit the largest cap; each store enforces its plugin's own.
+            .max_memory_size(limits.per_plugin.values().map(|l| l.max_memory).fold(limits.max_memory, usize::max))
             // Keep some slots warm: a reused slot skips most page-fault and mmap work.
             .max_unused_warm_slots(limits.max_instances.min(64))
             // Reset a slot's first pages in place instead of returning them to the kernel and
@@ -128,8 +132,9 @@ impl Runtime {
         Ok(Arc::new(Runtime { engine, linker, limits, dialect, cache_dir }))
     }
 
-    pub fn limits(&self) -> &Limits {
-        &self.limits
+    /// The limits that apply to calls of the plugin `name`.
+    pub fn limits_for(&self, name: &str) -> &Limits {
+        self.limits.per_plugin.get(name).unwrap_or(&self.limits)
     }
 
     /// Compile and check a component. CPU-heavy: runs on the blocking pool.
@@ -263,7 +268,8 @@ impl Runtime {
         host_error: Option<db::Error>,
     ) -> Result<T, Error> {
         let faulted = matches!((&result, &host_error), (Err(_), None));
-        plugin.stats.record_outcome(faulted, self.limits.isolate_after, self.limits.cool_down);
+        let limits = self.limits_for(&plugin.descriptor.name);
+        plugin.stats.record_outcome(faulted, limits.isolate_after, limits.cool_down);
         match (result, host_error) {
             (Ok(Ok(value)), _) => Ok(value),
             (Ok(Err(refusal)), _) => {
@@ -283,24 +289,25 @@ impl Runtime {
     }
 
     fn new_store(&self, plugin: &str, tx: Option<db::Tx>, readable: Arc<BTreeSet<String>>) -> Store<PluginCtx> {
+        let limits = self.limits_for(plugin);
         let ctx = PluginCtx {
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()
-                .memory_size(self.limits.max_memory)
+                .memory_size(limits.max_memory)
                 .instances(16)
                 .tables(16)
                 .table_elements(100_000)
                 .trap_on_grow_failure(true)
                 .build(),
-            store: StoreState::new(tx, self.dialect, readable, self.limits.max_bytes_read),
+            store: StoreState::new(tx, self.dialect, readable, limits.max_bytes_read),
             log: LogState::new(plugin),
         };
         let mut store = Store::new(&self.engine, ctx);
         store.limiter(|ctx| &mut ctx.limits);
         // Yield to the async runtime every tick, so a busy plugin never holds a worker
         // thread for long, and interrupt the call once its time is up.
-        let deadline = Instant::now() + self.limits.timeout;
+        let deadline = Instant::now() + limits.timeout;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
             Ok(if Instant::now() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
