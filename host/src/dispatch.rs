@@ -81,6 +81,7 @@ async fn run_once(
     let response = result?;
     let mut tx = tx.ok_or_else(|| fault(runtime, plugin, "the transaction was lost during the call".into()))?;
     let checked = check(plugin, response, req, read_only).map_err(|m| fault(runtime, plugin, m))?;
+    runtime.record_outcome(plugin, false);
 
     for write in &checked.writes {
         records::apply(&mut tx, write, &req.now).await?.map_err(|e| DispatchError::Conflict(e.to_string()))?;
@@ -122,8 +123,7 @@ pub async fn append_notification(
 
 fn fault(runtime: &Runtime, plugin: &LoadedPlugin, message: String) -> DispatchError {
     plugin.stats.faults.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let limits = runtime.limits_for(&plugin.descriptor.name);
-    plugin.stats.record_outcome(true, limits.isolate_after, limits.cool_down);
+    runtime.record_outcome(plugin, true);
     DispatchError::Plugin(plugin::Error::Fault {
         plugin: plugin.descriptor.name.clone(),
         kind: FaultKind::InvalidOutput,

@@ -70,8 +70,9 @@ async fn a_plugin_that_keeps_faulting_is_isolated(backend: Backend) {
     })
     .await;
     let (user, _) = host.user("USER").await;
-    for _ in 0..3 {
-        assert_eq!(user.post("/api/v1/faults/trap", &json!({})).await.0, StatusCode::BAD_GATEWAY);
+    // Traps and invalid output count alike.
+    for action in ["bad-status", "trap", "huge-body"] {
+        assert_eq!(user.post(&format!("/api/v1/faults/{action}"), &json!({})).await.0, StatusCode::BAD_GATEWAY);
     }
     let started = Instant::now();
     let (status, body) = user.post("/api/v1/faults/ok", &json!({})).await;

@@ -132,6 +132,13 @@ impl Runtime {
         Ok(Arc::new(Runtime { engine, linker, limits, dialect, cache_dir }))
     }
 
+    /// Count a call toward isolation: `faulted` after a trap or invalid output, otherwise
+    /// the count of consecutive faults starts over.
+    pub fn record_outcome(&self, plugin: &LoadedPlugin, faulted: bool) {
+        let limits = self.limits_for(&plugin.descriptor.name);
+        plugin.stats.record_outcome(faulted, limits.isolate_after, limits.cool_down);
+    }
+
     /// The limits that apply to calls of the plugin `name`.
     pub fn limits_for(&self, name: &str) -> &Limits {
         self.limits.per_plugin.get(name).unwrap_or(&self.limits)
@@ -258,7 +265,11 @@ impl Runtime {
         }
         .await;
         let host_error = store.data_mut().store.host_error.take();
-        self.outcome(plugin, result, host_error)
+        let outcome = self.outcome(plugin, result, host_error);
+        if outcome.is_ok() {
+            self.record_outcome(plugin, false);
+        }
+        outcome
     }
 
     fn outcome<T>(
@@ -267,9 +278,13 @@ impl Runtime {
         result: wasmtime::Result<Result<T, wit::PluginError>>,
         host_error: Option<db::Error>,
     ) -> Result<T, Error> {
-        let faulted = matches!((&result, &host_error), (Err(_), None));
-        let limits = self.limits_for(&plugin.descriptor.name);
-        plugin.stats.record_outcome(faulted, limits.isolate_after, limits.cool_down);
+        // A trap counts toward isolation and a refusal clears the count; a returned value is
+        // judged by the caller, who checks it (`dispatch`) and calls `record_outcome`.
+        match (&result, &host_error) {
+            (Err(_), None) => self.record_outcome(plugin, true),
+            (Ok(Err(_)), _) => self.record_outcome(plugin, false),
+            _ => {}
+        }
         match (result, host_error) {
             (Ok(Ok(value)), _) => Ok(value),
             (Ok(Err(refusal)), _) => {
