@@ -7,34 +7,17 @@
 //! Run with `cargo bench -p integration-tests --bench http_create`; see BENCHMARKS.md.
 
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use host::Server;
 use host::config::Config;
+use integration_tests::TempDir;
 
 const ADMIN_EMAIL: &str = "bench-admin@example.com";
 const ADMIN_PASSWORD: &str = "bench-password-1";
 /// Departments stored before the list is measured.
 const SEEDED_DEPARTMENTS: usize = 5;
-
-/// A data directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let dir = std::env::temp_dir().join(format!("tidings-bench-http-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).expect("creating the bench data dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn department_body() -> serde_json::Value {
     serde_json::json!({
@@ -45,9 +28,9 @@ fn department_body() -> serde_json::Value {
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("building tokio");
-    let dir = TempDir::new();
+    let dir = TempDir::new("bench-http");
     let (server, client) = rt.block_on(async {
-        let mut config = Config::for_tests(dir.0.clone());
+        let mut config = Config::for_tests(dir.path().to_path_buf());
         config.bootstrap_admin = Some((ADMIN_EMAIL.into(), ADMIN_PASSWORD.into()));
         let server = Server::start(config).await.expect("starting the server");
         let client = reqwest::Client::builder().cookie_store(true).build().expect("building the client");

@@ -11,23 +11,7 @@ use std::time::{Duration, Instant};
 use criterion::Criterion;
 use host::Server;
 use host::config::Config;
-
-/// A data directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(what: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("tidings-bench-{what}-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).expect("creating a bench dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use integration_tests::TempDir;
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("building tokio");
@@ -41,7 +25,7 @@ fn bench(c: &mut Criterion) {
     // (compile or load the cached artifact, link, describe twice, validate) and phase 2
     // (store the version, swap). Alternating two versions keeps every install a real swap.
     let dir = TempDir::new("install");
-    let server = rt.block_on(Server::start(Config::for_tests(dir.0.clone()))).expect("starting the server");
+    let server = rt.block_on(Server::start(Config::for_tests(dir.path().to_path_buf()))).expect("starting the server");
     let manager = server.state.manager.clone();
     rt.block_on(async {
         manager.install(one.clone(), "bench", false, None).await.expect("installing swap-one");
@@ -57,7 +41,7 @@ fn bench(c: &mut Criterion) {
             async move { manager.install(bytes, "bench", false, None).await.expect("install") }
         })
     });
-    let cache = dir.0.join("cache");
+    let cache = dir.path().join("cache");
     group.bench_function("install_to_serving_uncached", |b| {
         b.to_async(&rt).iter_custom(|iters| {
             let (manager, cache, next) = (manager.clone(), cache.clone(), &next);
@@ -81,39 +65,31 @@ fn bench(c: &mut Criterion) {
     // load every plugin, bind. "cached" reuses a data directory whose cache is filled.
     group.sample_size(10).measurement_time(Duration::from_secs(10));
     let warm = TempDir::new("start-warm");
-    rt.block_on(async { Server::start(Config::for_tests(warm.0.clone())).await.unwrap().stop().await.unwrap() });
-    group.bench_function("cold_start_with_cache", |b| {
-        b.to_async(&rt).iter_custom(|iters| {
-            let dir = warm.0.clone();
-            async move {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let start = Instant::now();
-                    let server = Server::start(Config::for_tests(dir.clone())).await.expect("start");
-                    total += start.elapsed();
-                    server.stop().await.expect("stop");
-                }
-                total
-            }
-        })
+    rt.block_on(async {
+        Server::start(Config::for_tests(warm.path().to_path_buf())).await.unwrap().stop().await.unwrap()
     });
-    group.bench_function("cold_start_without_cache", |b| {
-        b.to_async(&rt).iter_custom(|iters| {
-            let dir = warm.0.clone();
-            async move {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let _ = std::fs::remove_dir_all(dir.join("cache"));
-                    let start = Instant::now();
-                    let server = Server::start(Config::for_tests(dir.clone())).await.expect("start");
-                    total += start.elapsed();
-                    server.stop().await.expect("stop");
-                }
-                total
-            }
-        })
-    });
+    for (name, keep_cache) in [("cold_start_with_cache", true), ("cold_start_without_cache", false)] {
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter_custom(|iters| time_starts(warm.path().to_path_buf(), keep_cache, iters))
+        });
+    }
     group.finish();
+}
+
+/// `iters` server starts on `dir`, timed until the server accepts connections; the cache of
+/// precompiled plugins is deleted before each start unless `keep_cache`.
+async fn time_starts(dir: PathBuf, keep_cache: bool, iters: u64) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        if !keep_cache {
+            let _ = std::fs::remove_dir_all(dir.join("cache"));
+        }
+        let start = Instant::now();
+        let server = Server::start(Config::for_tests(dir.clone())).await.expect("start");
+        total += start.elapsed();
+        server.stop().await.expect("stop");
+    }
+    total
 }
 
 fn main() {

@@ -12,7 +12,6 @@
 //! BENCHMARKS.md.
 
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,28 +22,12 @@ use host::db::Db;
 use host::dispatch;
 use host::plugin::types::{Actor, Request, Role, User};
 use host::plugin::{LoadedPlugin, Runtime};
+use integration_tests::TempDir;
 
 /// Departments stored for the list and the small create benchmarks.
 const SEEDED_DEPARTMENTS: usize = 5;
 /// Departments stored for the large create benchmark.
 const MANY_DEPARTMENTS: usize = 2_000;
-
-/// A data directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let dir = std::env::temp_dir().join(format!("tidings-bench-plugin-call-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).expect("creating the bench data dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A started server (SQLite, bundled plugins) whose database, runtime and department plugin
 /// the benchmarks call directly.
@@ -55,10 +38,10 @@ struct Fixture {
 
 impl Fixture {
     async fn start(dir: &TempDir) -> Fixture {
-        let plugin_dir = dir.0.join("plugins");
+        let plugin_dir = dir.path().join("plugins");
         std::fs::create_dir_all(&plugin_dir).expect("creating the plugin dir");
         std::fs::copy(integration_tests::NOTIFY_ROOMS, plugin_dir.join("notify_rooms.wasm")).expect("copying a guest");
-        let mut config = Config::for_tests(dir.0.clone());
+        let mut config = Config::for_tests(dir.path().to_path_buf());
         config.plugin_dir = Some(plugin_dir);
         let server = Server::start(config).await.expect("starting the server");
         let plugin = server.state.plugins.by_collection("departments").expect("the department plugin is loaded");
@@ -157,7 +140,7 @@ async fn timed_creates(f: &Fixture, iters: u64) -> Duration {
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("building tokio");
-    let dir = TempDir::new();
+    let dir = TempDir::new("bench-plugin-call");
     let f = rt.block_on(async {
         let f = Fixture::start(&dir).await;
         for _ in 0..SEEDED_DEPARTMENTS {

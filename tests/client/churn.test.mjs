@@ -2,20 +2,10 @@
 // while records change end up having seen every notification, exactly once, in order.
 
 import assert from 'node:assert/strict';
-import { api, assertStatus, createUser, sleep, useServer, waitForEvent } from './harness.mjs';
+import { api, assertStatus, createUser, prng, sleep, useServer, waitForEvent } from './harness.mjs';
 
 const CLIENTS = 3;
 const WRITE_MS = 4_000;
-
-/** A small deterministic PRNG (mulberry32). */
-function prng(seed) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const srv = useServer();
 

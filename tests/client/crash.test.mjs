@@ -18,6 +18,7 @@ import {
   connect,
   eventsOf,
   login,
+  prng,
   serverBinary,
   sleep,
   startServer,
@@ -25,16 +26,6 @@ import {
 } from './harness.mjs';
 
 const RUNS = 20;
-
-/** A small deterministic PRNG (mulberry32), so a failing seed can be rerun. */
-function prng(seed) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 test(`${RUNS} SIGKILLs during writes lose nothing acknowledged and deliver everything once`, async () => {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'tidings-crash-'));

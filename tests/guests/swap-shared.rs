@@ -1,5 +1,5 @@
 //! Shared body of the `swap-*` test guests: versions of one plugin, `swap`, that differ only
-//! in what each crate passes in. Included with `#[path]` by each guest's lib.rs.
+//! in what each crate passes to `swap_plugin!`. Included with `#[path]` by each guest's lib.rs.
 
 use plugin_sdk::prelude::*;
 
@@ -32,3 +32,25 @@ pub fn handle(v: &Variant, req: Request) -> Result<Response> {
         other => Err(PluginError::NotFound(format!("no action {other}"))),
     }
 }
+
+/// Define and export the `swap` plugin for one variant.
+macro_rules! swap_plugin {
+    ($generation:literal, $record_type:literal, $reads:expr) => {
+        const VARIANT: shared::Variant =
+            shared::Variant { generation: $generation, record_type: $record_type, reads: $reads };
+
+        struct Swap;
+        plugin_sdk::export!(Swap);
+
+        impl plugin_sdk::Plugin for Swap {
+            fn describe() -> plugin_sdk::Descriptor {
+                shared::describe(&VARIANT)
+            }
+
+            fn handle(req: plugin_sdk::Request) -> plugin_sdk::Result<plugin_sdk::Response> {
+                shared::handle(&VARIANT, req)
+            }
+        }
+    };
+}
+pub(crate) use swap_plugin;

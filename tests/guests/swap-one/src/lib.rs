@@ -3,20 +3,4 @@
 #[path = "../../swap-shared.rs"]
 mod shared;
 
-use plugin_sdk::prelude::*;
-use shared::Variant;
-
-const VARIANT: Variant = Variant { generation: 1, record_type: "SWAP", reads: &[] };
-
-struct Swap;
-plugin_sdk::export!(Swap);
-
-impl Plugin for Swap {
-    fn describe() -> Descriptor {
-        shared::describe(&VARIANT)
-    }
-
-    fn handle(req: Request) -> Result<Response> {
-        shared::handle(&VARIANT, req)
-    }
-}
+shared::swap_plugin!(1, "SWAP", &[]);
