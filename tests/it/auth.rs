@@ -14,6 +14,7 @@ both_backends!(
     request_guards_refuse_bad_requests,
     only_admins_change_roles_and_the_change_applies_at_once,
     login_is_throttled,
+    sessions_expire_when_idle,
 );
 
 async fn login_is_throttled(backend: Backend) {
@@ -188,5 +189,34 @@ async fn request_guards_refuse_bad_requests(backend: Backend) {
     assert_eq!(huge.status(), StatusCode::PAYLOAD_TOO_LARGE);
 
     assert_eq!(host.stored("DEPARTMENT").await, 1, "only the same-origin request created a record");
+    host.stop().await;
+}
+
+async fn sessions_expire_when_idle(backend: Backend) {
+    let host = TestHost::start(backend).await;
+    let admin = host.admin().await;
+    let (user, _) = host.user("USER").await;
+    // Pinning the host clock is itself a request: it is authenticated at the old instant.
+    let pin = async |client: &crate::support::Client, days: i64| {
+        let now = (chrono::Utc::now() + chrono::Duration::days(days)).to_rfc3339();
+        assert_eq!(
+            client.put("/api/v1/admin/clock", &json!({ "now": now })).await.0,
+            StatusCode::NO_CONTENT,
+            "day {days}"
+        );
+    };
+
+    pin(&admin, 6).await;
+    assert_eq!(user.get("/api/v1/user").await.0, StatusCode::OK, "6 days idle: still signed in");
+    pin(&admin, 12).await;
+    pin(&admin, 20).await;
+    assert_eq!(user.get("/api/v1/user").await.0, StatusCode::UNAUTHORIZED, "14 days idle: the session ended");
+
+    // In constant use, a session still ends 30 days after sign-in.
+    let admin = host.admin().await; // signed in at day 20
+    for day in [26, 32, 38, 44, 50] {
+        pin(&admin, day).await;
+    }
+    assert_eq!(admin.get("/api/v1/user").await.0, StatusCode::UNAUTHORIZED, "30 days after sign-in");
     host.stop().await;
 }

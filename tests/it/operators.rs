@@ -49,6 +49,20 @@ async fn refused_installs_leave_the_running_version_serving(backend: Backend) {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(body["error"].as_str().unwrap().contains("not a valid WebAssembly component"), "{body}");
 
+    // A valid but empty component: it compiles, but exports no `handler`.
+    let empty_component = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
+    let wrong_world = admin
+        .http
+        .put(admin.url("/api/v1/admin/plugins/swap"))
+        .header(CONTENT_TYPE, "application/wasm")
+        .body(empty_component.to_vec())
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = Client::read(wrong_world).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body["error"].as_str().unwrap().contains("does not match the tidings:plugin interface"), "{body}");
+
     let cases = [
         ("swap", integration_tests::SWAP_RETYPED, "", "RETYPED"),
         ("swap", integration_tests::SWAP_WIDER, "", "wider grants"),
