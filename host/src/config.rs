@@ -155,24 +155,6 @@ fn per_plugin_limits(specs: &[String], base: &Limits) -> anyhow::Result<BTreeMap
     Ok(per_plugin)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn per_plugin_limits_start_from_the_global_ones() {
-        let base = Limits::default();
-        let specs = ["department.timeout_ms=250".to_owned(), " department.memory_mib=32".to_owned()];
-        let parsed = per_plugin_limits(&specs, &base).unwrap();
-        let department = &parsed["department"];
-        assert_eq!((department.timeout, department.max_memory), (Duration::from_millis(250), 32 << 20));
-        assert_eq!(department.isolate_after, base.isolate_after);
-        assert!(per_plugin_limits(&["department.speed=1".to_owned()], &base).is_err());
-        assert!(per_plugin_limits(&["department=1".to_owned()], &base).is_err());
-        assert!(per_plugin_limits(&["department.timeout_ms=fast".to_owned()], &base).is_err());
-    }
-}
-
 impl Config {
     /// A configuration for tests: a free port, the given data directory, bundled plugins.
     pub fn for_tests(data_dir: PathBuf) -> Config {
@@ -191,5 +173,23 @@ impl Config {
             retention: Retention::default(),
             bootstrap_admin: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_plugin_limits_start_from_the_global_ones() {
+        let base = Limits::default();
+        let specs = ["department.timeout_ms=250".to_owned(), " department.memory_mib=32".to_owned()];
+        let parsed = per_plugin_limits(&specs, &base).unwrap();
+        let department = &parsed["department"];
+        assert_eq!((department.timeout, department.max_memory), (Duration::from_millis(250), 32 << 20));
+        assert_eq!(department.isolate_after, base.isolate_after);
+        assert!(per_plugin_limits(&["department.speed=1".to_owned()], &base).is_err());
+        assert!(per_plugin_limits(&["department=1".to_owned()], &base).is_err());
+        assert!(per_plugin_limits(&["department.timeout_ms=fast".to_owned()], &base).is_err());
     }
 }

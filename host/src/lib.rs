@@ -73,10 +73,10 @@ impl Server {
         let config = Arc::new(config);
         let clock = Clock::default();
         let db = Db::connect(config.database_url.as_deref(), &config.data_dir).await.context("opening the database")?;
-        if let Some((email, password)) = &config.bootstrap_admin {
-            if sessions::bootstrap_admin(&db, &clock, email, password).await.context("creating the bootstrap admin")? {
-                tracing::info!(email, "created the bootstrap admin");
-            }
+        if let Some((email, password)) = &config.bootstrap_admin
+            && sessions::bootstrap_admin(&db, &clock, email, password).await.context("creating the bootstrap admin")?
+        {
+            tracing::info!(email, "created the bootstrap admin");
         }
         let runtime = Runtime::new(config.limits.clone(), db.dialect, Some(config.data_dir.join("cache")))
             .map_err(|e| anyhow::anyhow!("{e:#}"))?;

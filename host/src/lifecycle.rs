@@ -248,7 +248,8 @@ fn check_replacement(running: &LoadedPlugin, new: &LoadedPlugin, approve_grants:
     let wider =
         |old: &[String], new: &[String]| -> Vec<String> { new.iter().filter(|t| !old.contains(t)).cloned().collect() };
     let (reads, writes) = (wider(&old.grants.read, &d.grants.read), wider(&old.grants.write, &d.grants.write));
-    if !approve_grants && !(reads.is_empty() && writes.is_empty()) {
+    let widens = !(reads.is_empty() && writes.is_empty());
+    if widens && !approve_grants {
         return Err(InstallError::Refused(format!(
             "the new version asks for wider grants (read {reads:?}, write {writes:?}); install with approveGrants=true to allow them"
         )));

@@ -22,7 +22,7 @@ use sqlx::{Any, AnyPool, Executor, Transaction};
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 
 /// The PostgreSQL advisory lock that serializes writing transactions ("TIDINGS" in ASCII).
-const WRITE_LOCK_KEY: i64 = 0x5449_4449_4e47_53;
+const WRITE_LOCK_KEY: i64 = 0x0054_4944_494e_4753;
 
 /// A database transaction on either backend.
 pub type Tx = Transaction<'static, Any>;
@@ -193,10 +193,10 @@ impl Db {
 
 /// Map a unique-constraint violation to [`Error::Conflict`] naming `what`.
 pub(crate) fn conflict_on_unique(err: sqlx::Error, what: &str) -> Error {
-    if let sqlx::Error::Database(db) = &err {
-        if db.is_unique_violation() {
-            return Error::Conflict(what.to_owned());
-        }
+    if let sqlx::Error::Database(db) = &err
+        && db.is_unique_violation()
+    {
+        return Error::Conflict(what.to_owned());
     }
     Error::Sqlx(err)
 }

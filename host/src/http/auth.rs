@@ -58,11 +58,11 @@ pub async fn login(
         Err(other) => return Err(other.into()),
     };
     // Rotate: the cookie from before the login stops working.
-    if let Some(old) = jar.get(COOKIE_NAME) {
-        if let Ok(Some(old)) = sessions::authenticate(&state.db, &state.clock, old.value()).await {
-            sessions::logout(&state.db, &old.id).await?;
-            state.notifier.disconnect_session(&old.id).await;
-        }
+    if let Some(old) = jar.get(COOKIE_NAME)
+        && let Ok(Some(old)) = sessions::authenticate(&state.db, &state.clock, old.value()).await
+    {
+        sessions::logout(&state.db, &old.id).await?;
+        state.notifier.disconnect_session(&old.id).await;
     }
     let cookie = Cookie::build((COOKIE_NAME, token))
         .http_only(true)

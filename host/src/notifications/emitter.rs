@@ -123,12 +123,11 @@ impl Emitter {
             let batch = log::after(&self.db.pool, from, BATCH).await?;
             for n in batch.iter().filter(|n| n.seq <= self.last) {
                 let targets: Vec<String> = serde_json::from_str(&n.targets).unwrap_or_default();
-                if targets.iter().any(|t| rooms.contains(t.as_str())) {
-                    if let Some(payload) = payload(n) {
-                        if !send_paced(socket, &n.event, &payload).await {
-                            return Ok(false);
-                        }
-                    }
+                if targets.iter().any(|t| rooms.contains(t.as_str()))
+                    && let Some(payload) = payload(n)
+                    && !send_paced(socket, &n.event, &payload).await
+                {
+                    return Ok(false);
                 }
             }
             match batch.last() {
