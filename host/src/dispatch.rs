@@ -23,7 +23,9 @@ const MAX_ATTEMPTS: u32 = 4;
 /// Caps on what one plugin response may carry.
 pub const MAX_BODY_BYTES: usize = 4 << 20;
 pub const MAX_WRITES: usize = 1_000;
-pub const MAX_RECORD_BYTES: usize = 1 << 20;
+/// Above the default request body limit (1 MiB), so that a record built from any accepted
+/// body fits; a plugin that amplifies its input past it faults.
+pub const MAX_RECORD_BYTES: usize = 4 << 20;
 pub const MAX_NOTIFICATIONS: usize = 1_000;
 pub const MAX_TARGETS: usize = 100;
 
@@ -42,6 +44,9 @@ pub enum DispatchError {
     /// A write's version check failed: someone changed the record meanwhile.
     #[error("{0}")]
     Conflict(String),
+    /// The database refused a written value (too large for an index).
+    #[error("{0}")]
+    ValueTooLarge(String),
     #[error(transparent)]
     Db(#[from] db::Error),
 }
@@ -84,7 +89,15 @@ async fn run_once(
     runtime.record_outcome(plugin, false);
 
     for write in &checked.writes {
-        records::apply(&mut tx, write, &req.now).await?.map_err(|e| DispatchError::Conflict(e.to_string()))?;
+        match records::apply(&mut tx, write, &req.now).await {
+            Ok(applied) => applied.map_err(|e| DispatchError::Conflict(e.to_string()))?,
+            Err(err) if err.is_value_too_large() => {
+                return Err(DispatchError::ValueTooLarge(
+                    "a value is too large to be stored in an indexed field".into(),
+                ));
+            }
+            Err(err) => return Err(err.into()),
+        }
     }
     let mut logged = Vec::with_capacity(checked.notifications.len());
     for n in checked.notifications {

@@ -47,6 +47,13 @@ impl Error {
         let Error::Sqlx(sqlx::Error::Database(db)) = self else { return false };
         matches!(db.code().as_deref(), Some("40001" | "40P01" | "5" | "517" | "6"))
     }
+
+    /// Whether the database refused a value as too large for an index (PostgreSQL's btree
+    /// rows are limited to about 2.7 KB): the input's fault, not the host's.
+    pub fn is_value_too_large(&self) -> bool {
+        let Error::Sqlx(sqlx::Error::Database(db)) = self else { return false };
+        db.code().as_deref() == Some("54000")
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

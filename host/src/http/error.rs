@@ -89,6 +89,18 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<axum::extract::rejection::PathRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::PathRejection) -> Self {
+        ApiError::BadRequest(rejection.body_text())
+    }
+}
+
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::QueryRejection) -> Self {
+        ApiError::BadRequest(rejection.body_text())
+    }
+}
+
 impl From<AuthError> for ApiError {
     fn from(err: AuthError) -> Self {
         match err {
@@ -137,6 +149,7 @@ impl From<DispatchError> for ApiError {
         match err {
             DispatchError::Plugin(e) => e.into(),
             DispatchError::Conflict(m) => ApiError::Conflict(m),
+            DispatchError::ValueTooLarge(m) => ApiError::BadRequest(m),
             DispatchError::Db(e) => ApiError::Internal(e.to_string()),
         }
     }

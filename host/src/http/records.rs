@@ -7,6 +7,7 @@ use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum_extra::extract::WithRejection;
 use serde::de::DeserializeOwned;
 
 use crate::clock::iso;
@@ -23,8 +24,8 @@ pub async fn dispatch_root(
     state: State<AppState>,
     user: MaybeUser,
     method: Method,
-    Path(collection): Path<String>,
-    query: Query<Vec<(String, String)>>,
+    WithRejection(Path(collection), _): WithRejection<Path<String>, ApiError>,
+    query: WithRejection<Query<Vec<(String, String)>>, ApiError>,
     headers: HeaderMap,
     body: OptionalJson,
 ) -> Result<Response, ApiError> {
@@ -35,8 +36,8 @@ pub async fn dispatch(
     state: State<AppState>,
     user: MaybeUser,
     method: Method,
-    Path((collection, rest)): Path<(String, String)>,
-    query: Query<Vec<(String, String)>>,
+    WithRejection(Path((collection, rest)), _): WithRejection<Path<(String, String)>, ApiError>,
+    query: WithRejection<Query<Vec<(String, String)>>, ApiError>,
     headers: HeaderMap,
     body: OptionalJson,
 ) -> Result<Response, ApiError> {
@@ -50,10 +51,14 @@ async fn run(
     method: Method,
     collection: String,
     path: String,
-    Query(query): Query<Vec<(String, String)>>,
+    WithRejection(Query(query), _): WithRejection<Query<Vec<(String, String)>>, ApiError>,
     headers: HeaderMap,
     OptionalJson(body): OptionalJson,
 ) -> Result<Response, ApiError> {
+    // NUL cannot be stored by PostgreSQL and is never meaningful in a path or a query.
+    if path.contains('\0') || query.iter().any(|(k, v)| k.contains('\0') || v.contains('\0')) {
+        return Err(ApiError::BadRequest("NUL characters are not allowed in paths or queries".into()));
+    }
     // Without a session, a missing route and a private one look the same: 401.
     let hidden = |session: &Option<_>| {
         if session.is_none() { ApiError::Unauthorized } else { ApiError::NotFound("no such route".into()) }
@@ -95,6 +100,16 @@ async fn run(
         Some(body) => (status, [(CONTENT_TYPE, "application/json")], body).into_response(),
         None => status.into_response(),
     })
+}
+
+/// Whether any string or key in `value` holds U+0000, which PostgreSQL cannot store.
+fn contains_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(contains_nul),
+        serde_json::Value::Object(fields) => fields.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)),
+        _ => false,
+    }
 }
 
 fn wit_method(method: &Method) -> Option<types::Method> {
@@ -162,6 +177,9 @@ impl<S: Send + Sync> FromRequest<S> for OptionalJson {
         // Parse once here so that a plugin never sees malformed JSON.
         let value: serde_json::Value =
             serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?;
+        if contains_nul(&value) {
+            return Err(ApiError::BadRequest("NUL characters (U+0000) are not allowed in JSON strings".into()));
+        }
         Ok(OptionalJson(Some(value.to_string())))
     }
 }
