@@ -4,6 +4,7 @@
 mod auth;
 mod operators;
 mod plugins;
+mod properties;
 mod records;
 mod support;
 mod tidy;

@@ -102,6 +102,16 @@ async fn run(
     })
 }
 
+/// Parse a JSON body, refusing U+0000 in any string (PostgreSQL cannot store it).
+fn parse_json(bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?;
+    if contains_nul(&value) {
+        return Err(ApiError::BadRequest("NUL characters (U+0000) are not allowed in JSON strings".into()));
+    }
+    Ok(value)
+}
+
 /// Whether any string or key in `value` holds U+0000, which PostgreSQL cannot store.
 fn contains_nul(value: &serde_json::Value) -> bool {
     match value {
@@ -165,7 +175,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes =
             json_bytes(req, state).await?.ok_or_else(|| ApiError::BadRequest("a JSON body is required".into()))?;
-        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| ApiError::BadRequest(format!("invalid body: {e}")))
+        let value = parse_json(&bytes)?;
+        serde_json::from_value(value).map(JsonBody).map_err(|e| ApiError::BadRequest(format!("invalid body: {e}")))
     }
 }
 
@@ -175,11 +186,6 @@ impl<S: Send + Sync> FromRequest<S> for OptionalJson {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let Some(bytes) = json_bytes(req, state).await? else { return Ok(OptionalJson(None)) };
         // Parse once here so that a plugin never sees malformed JSON.
-        let value: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?;
-        if contains_nul(&value) {
-            return Err(ApiError::BadRequest("NUL characters (U+0000) are not allowed in JSON strings".into()));
-        }
-        Ok(OptionalJson(Some(value.to_string())))
+        Ok(OptionalJson(Some(parse_json(&bytes)?.to_string())))
     }
 }
