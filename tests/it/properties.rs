@@ -641,7 +641,7 @@ const CALLER_SESSION: &str = "caller-session";
 // The output caps as docs/security.md states them.
 const MAX_BODY_BYTES: usize = 4 << 20;
 const MAX_WRITES: usize = 1_000;
-const MAX_RECORD_BYTES: usize = 1 << 20;
+const MAX_RECORD_BYTES: usize = 4 << 20;
 const MAX_NOTIFICATIONS: usize = 1_000;
 const MAX_TARGETS: usize = 100;
 
