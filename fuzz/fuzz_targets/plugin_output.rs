@@ -1,0 +1,312 @@
+//! Fuzz target over the host's checks of plugin output: a `Response` (and the request it
+//! answers) built from the fuzz input goes through `dispatch::check`, which must never panic,
+//! and whatever it accepts must obey every output rule.
+//!
+//! The plugin is the `notify-rooms` test guest (record type `NOTE`, no grants beyond it),
+//! loaded once; `cargo test -p integration-tests --no-run` builds it.
+
+#![no_main]
+
+use std::sync::LazyLock;
+
+use arbitrary::{Result, Unstructured};
+use host::db::Dialect;
+use host::dispatch;
+use host::plugin::types::{
+    Actor, Change, Delete, Notification, Request, Response, Role, Target, Upsert, User, Write,
+};
+use host::plugin::{Limits, LoadedPlugin, Runtime};
+use libfuzzer_sys::fuzz_target;
+use serde_json::{Value, json};
+
+const GUEST: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../target/test-guests/wasm32-wasip2/release/notify_rooms.wasm");
+
+const CALLER_SESSION: &str = "caller-session";
+// The output caps as docs/security.md states them.
+const MAX_BODY_BYTES: usize = 4 << 20;
+const MAX_WRITES: usize = 1_000;
+const MAX_RECORD_BYTES: usize = 4 << 20;
+const MAX_NOTIFICATIONS: usize = 1_000;
+const MAX_TARGETS: usize = 100;
+
+static PLUGIN: LazyLock<LoadedPlugin> = LazyLock::new(|| {
+    let bytes = std::fs::read(GUEST).unwrap_or_else(|e| {
+        panic!("{GUEST}: {e}; build the test guests first: cargo test -p integration-tests --no-run")
+    });
+    let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap();
+    tokio.block_on(async {
+        // The plugin is never called here: a small instance pool keeps the reservation small.
+        let limits = Limits { max_instances: 2, ..Limits::default() };
+        let runtime = Runtime::new(limits, Dialect::Sqlite, None).expect("the engine");
+        let plugin = runtime.load(bytes).await.expect("notify-rooms loads");
+        assert_eq!(plugin.descriptor.record_type, "NOTE");
+        assert!(plugin.descriptor.grants.write.is_empty(), "the invariants assume no write grants");
+        plugin
+    })
+});
+
+fuzz_target!(|data: &[u8]| {
+    let mut u = Unstructured::new(data);
+    let Ok((response, req, read_only)) = input(&mut u) else { return };
+    let accepted = dispatch::check(&PLUGIN, response.clone(), &req, read_only).is_ok();
+    if accepted {
+        if let Err(broken) = obeys_every_rule(&response, &req, read_only) {
+            panic!("check accepted output that breaks a rule: {broken}");
+        }
+    }
+});
+
+fn input(u: &mut Unstructured) -> Result<(Response, Request, bool)> {
+    let actor = if u.ratio(1, 5)? {
+        Actor::Anonymous
+    } else {
+        let role = if u.arbitrary()? { Role::Admin } else { Role::User };
+        Actor::User(User { id: "caller".into(), role, session_id: CALLER_SESSION.into() })
+    };
+    let socket_id = if u.arbitrary()? { Some(short_text(u)?) } else { None };
+    let req = Request {
+        actor,
+        action: "create".into(),
+        params: Vec::new(),
+        query: Vec::new(),
+        body: Some("{}".into()),
+        now: "2026-01-01T00:00:00.000Z".into(),
+        socket_id,
+    };
+    let read_only = u.ratio(1, 4)?;
+    Ok((response(u)?, req, read_only))
+}
+
+fn response(u: &mut Unstructured) -> Result<Response> {
+    let status = match u.int_in_range(0..=9)? {
+        0 => u.arbitrary()?,
+        1 => u.int_in_range(195..=205)?,
+        2 => u.int_in_range(295..=305)?,
+        _ => u.int_in_range(200..=299)?,
+    };
+    let body = match u.int_in_range(0..=11)? {
+        0..=3 => None,
+        4..=7 => Some(json_text(u, 3)?),
+        8 => Some(u.arbitrary()?),
+        9 => Some(["1e400", "{\"a\":", "[1,]", "\"\\ud800\"", "nul", ""][u.choose_index(6)?].to_owned()),
+        // Around the body cap.
+        10 => Some(format!("\"{}\"", "b".repeat((MAX_BODY_BYTES - 2).saturating_add_signed(u.int_in_range(-4..=4)?)))),
+        _ => Some(format!("[{}]", "1,".repeat(u.int_in_range(0..=2000)?) + "1")),
+    };
+    let mut writes = Vec::new();
+    for _ in 0..u.int_in_range(0..=4)? {
+        writes.push(write(u)?);
+    }
+    let mut notifications = Vec::new();
+    for _ in 0..u.int_in_range(0..=4)? {
+        notifications.push(notification(u)?);
+    }
+    // Sometimes pad a list with copies of its first item to around its cap.
+    if u.ratio(1, 10)? && !writes.is_empty() {
+        let copies = MAX_WRITES.saturating_add_signed(u.int_in_range(-5..=5)?).saturating_sub(writes.len());
+        writes.extend(std::iter::repeat_n(writes[0].clone(), copies));
+    }
+    if u.ratio(1, 10)? && !notifications.is_empty() {
+        let copies =
+            MAX_NOTIFICATIONS.saturating_add_signed(u.int_in_range(-5..=5)?).saturating_sub(notifications.len());
+        notifications.extend(std::iter::repeat_n(notifications[0].clone(), copies));
+    }
+    Ok(Response { status, body, writes, notifications })
+}
+
+fn write(u: &mut Unstructured) -> Result<Write> {
+    let record_type = record_type(u)?;
+    let id = id(u)?;
+    let expected_version = u.arbitrary()?;
+    Ok(if u.arbitrary()? {
+        let data = record(u, &id)?;
+        Write::Upsert(Upsert { record_type, id, data, expected_version })
+    } else {
+        Write::Delete(Delete { record_type, id, expected_version })
+    })
+}
+
+fn notification(u: &mut Unstructured) -> Result<Notification> {
+    let change = [Change::Created, Change::Changed, Change::Deleted][u.choose_index(3)?];
+    let record_type = record_type(u)?;
+    let id = id(u)?;
+    let record = if u.ratio(1, 8)? { None } else { Some(record(u, &id)?) };
+    let mut targets = Vec::new();
+    for _ in 0..u.int_in_range(0..=4)? {
+        targets.push(target(u)?);
+    }
+    if u.ratio(1, 10)? {
+        let copies = MAX_TARGETS.saturating_add_signed(u.int_in_range(-3..=3)?).saturating_sub(targets.len());
+        targets.extend(std::iter::repeat_n(Target::All, copies));
+    }
+    Ok(Notification { change, record_type, id, record, targets, to_self: u.arbitrary()? })
+}
+
+fn target(u: &mut Unstructured) -> Result<Target> {
+    Ok(match u.int_in_range(0..=9)? {
+        0..=2 => Target::All,
+        3..=4 => Target::Admins,
+        5..=6 => Target::User(id(u)?),
+        7..=8 => Target::Session(CALLER_SESSION.into()),
+        _ => Target::Session(if u.arbitrary()? { "other-session".into() } else { u.arbitrary()? }),
+    })
+}
+
+fn record_type(u: &mut Unstructured) -> Result<String> {
+    Ok(match u.int_in_range(0..=15)? {
+        0..=9 => "NOTE".into(),
+        10 => "DEPARTMENT".into(),
+        11 => String::new(),
+        12 => "note".into(),
+        13 => "NOTE\0".into(),
+        _ => u.arbitrary()?,
+    })
+}
+
+/// Mostly valid ids; sometimes empty, around 128 bytes, multi-byte, with a control character,
+/// or anything.
+fn id(u: &mut Unstructured) -> Result<String> {
+    Ok(match u.int_in_range(0..=15)? {
+        0..=9 => short_text(u)?,
+        10 => String::new(),
+        11 => "x".repeat(u.int_in_range(120..=136)?),
+        12 => "é".repeat(u.int_in_range(60..=70)?),
+        13 => format!("{}{}{}", short_text(u)?, char::from(u.int_in_range(0..=0x1f)?), short_text(u)?),
+        14 => ["\u{7f}", "\u{85}", "\u{9f}", "\u{2028}", "\u{200b}", " "][u.choose_index(6)?].to_owned(),
+        _ => u.arbitrary()?,
+    })
+}
+
+/// 1 to 40 characters from a safe alphabet.
+fn short_text(u: &mut Unstructured) -> Result<String> {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:";
+    let len = u.int_in_range(1..=40)?;
+    (0..len).map(|_| Ok(char::from(ALPHABET[u.choose_index(ALPHABET.len())?]))).collect()
+}
+
+/// JSON text for a record: mostly an object carrying `id`, sometimes not.
+fn record(u: &mut Unstructured, id: &str) -> Result<String> {
+    Ok(match u.int_in_range(0..=15)? {
+        0..=9 => json!({ "id": id, "field": json_value(u, 2)? }).to_string(),
+        10 => json!({ "id": "someone-else" }).to_string(),
+        11 => json!({ "id": 42 }).to_string(),
+        12 => ["{}", "[]", "null", "{\"id\":", "\"id\""][u.choose_index(5)?].to_owned(),
+        13 => u.arbitrary()?,
+        14 => json_text(u, 3)?,
+        // Around the record cap.
+        _ => {
+            let target = MAX_RECORD_BYTES.saturating_add_signed(u.int_in_range(-8..=8)?);
+            let skeleton = json!({ "id": id, "pad": "" }).to_string().len();
+            json!({ "id": id, "pad": "p".repeat(target.saturating_sub(skeleton)) }).to_string()
+        }
+    })
+}
+
+fn json_text(u: &mut Unstructured, depth: u32) -> Result<String> {
+    Ok(json_value(u, depth)?.to_string())
+}
+
+fn json_value(u: &mut Unstructured, depth: u32) -> Result<Value> {
+    let kinds = if depth == 0 { 5 } else { 7 };
+    Ok(match u.choose_index(kinds)? {
+        0 => Value::Null,
+        1 => Value::from(u.arbitrary::<bool>()?),
+        2 => Value::from(u.arbitrary::<i64>()?),
+        3 => serde_json::Number::from_f64(u.arbitrary()?).map_or(Value::Null, Value::Number),
+        4 => Value::from(u.arbitrary::<String>()?),
+        5 => {
+            let mut items = Vec::new();
+            for _ in 0..u.int_in_range(0..=4)? {
+                items.push(json_value(u, depth - 1)?);
+            }
+            Value::Array(items)
+        }
+        _ => {
+            let mut object = serde_json::Map::new();
+            for _ in 0..u.int_in_range(0..=4)? {
+                object.insert(u.arbitrary()?, json_value(u, depth - 1)?);
+            }
+            Value::Object(object)
+        }
+    })
+}
+
+/// What the host may accept from a plugin that owns `NOTE` and nothing else, written from the
+/// interface's rules (`wit/`, docs/security.md) rather than from `dispatch.rs`. The same rules
+/// as `tests/it/properties.rs`.
+fn obeys_every_rule(response: &Response, req: &Request, read_only: bool) -> std::result::Result<(), String> {
+    if !(200..=299).contains(&response.status) {
+        return Err(format!("status {}", response.status));
+    }
+    if let Some(body) = &response.body {
+        if body.len() > MAX_BODY_BYTES || serde_json::from_str::<serde::de::IgnoredAny>(body).is_err() {
+            return Err(format!("body {}", abbreviate(body)));
+        }
+    }
+    if read_only && (!response.writes.is_empty() || !response.notifications.is_empty()) {
+        return Err("a read-only action wrote or notified".into());
+    }
+    if response.writes.len() > MAX_WRITES || response.notifications.len() > MAX_NOTIFICATIONS {
+        return Err(format!("{} writes, {} notifications", response.writes.len(), response.notifications.len()));
+    }
+    for write in &response.writes {
+        let (record_type, id) = match write {
+            Write::Upsert(u) => (&u.record_type, &u.id),
+            Write::Delete(d) => (&d.record_type, &d.id),
+        };
+        if record_type != "NOTE" {
+            return Err(format!("a write of record type {record_type:?}"));
+        }
+        valid_id(id)?;
+        if let Write::Upsert(u) = write {
+            let is_object = matches!(serde_json::from_str(&u.data), Ok(Value::Object(_)));
+            if u.data.len() > MAX_RECORD_BYTES || !is_object {
+                return Err(format!("upsert data {}", abbreviate(&u.data)));
+            }
+        }
+    }
+    for n in &response.notifications {
+        if n.record_type != "NOTE" {
+            return Err(format!("a notification of record type {:?}", n.record_type));
+        }
+        valid_id(&n.id)?;
+        if !(1..=MAX_TARGETS).contains(&n.targets.len()) {
+            return Err(format!("{} targets", n.targets.len()));
+        }
+        for target in &n.targets {
+            match target {
+                Target::All | Target::Admins => {}
+                Target::User(id) => valid_id(id)?,
+                Target::Session(id) => match &req.actor {
+                    Actor::User(user) if &user.session_id == id => {}
+                    _ => return Err(format!("session target {} is not the caller's", abbreviate(id))),
+                },
+            }
+        }
+        if matches!(n.change, Change::Created | Change::Changed) {
+            let record = n.record.as_deref().ok_or("a created/changed notification without its record")?;
+            let parsed: Value = serde_json::from_str(record).map_err(|e| format!("notified record: {e}"))?;
+            if record.len() > MAX_RECORD_BYTES || parsed.get("id") != Some(&Value::from(n.id.as_str())) {
+                return Err(format!("notified record {} for id {}", abbreviate(record), abbreviate(&n.id)));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Ids: 1 to 128 characters, none of them a control character.
+fn valid_id(id: &str) -> std::result::Result<(), String> {
+    if (1..=128).contains(&id.chars().count()) && !id.chars().any(char::is_control) {
+        Ok(())
+    } else {
+        Err(format!("id {}", abbreviate(id)))
+    }
+}
+
+fn abbreviate(text: &str) -> String {
+    match text.char_indices().nth(160) {
+        None => format!("{text:?}"),
+        Some((cut, _)) => format!("{:?}…({} bytes in all)", &text[..cut], text.len()),
+    }
+}
