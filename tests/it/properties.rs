@@ -714,10 +714,10 @@ fn obeys_every_rule(response: &Response, req: &Request, read_only: bool) -> Resu
     if !(200..=299).contains(&response.status) {
         return Err(format!("status {}", response.status));
     }
-    if let Some(body) = &response.body {
-        if body.len() > MAX_BODY_BYTES || !is_json(body) {
-            return Err(format!("body {:?}", abbreviate(body)));
-        }
+    if let Some(body) = &response.body
+        && (body.len() > MAX_BODY_BYTES || !is_json(body))
+    {
+        return Err(format!("body {:?}", abbreviate(body)));
     }
     if read_only && (!response.writes.is_empty() || !response.notifications.is_empty()) {
         return Err("a read-only action wrote or notified".into());
