@@ -60,6 +60,9 @@ async fn department_rules_refuse_and_change_nothing(backend: Backend) {
         (&admin, json!({ "name": "Taken" }), StatusCode::CONFLICT),
         (&admin, json!({ "name": 42 }), StatusCode::BAD_REQUEST),
         (&admin, json!({ "description": "no name" }), StatusCode::BAD_REQUEST),
+        // Records are listed whole: unbounded text would push the public list past the host's
+        // response cap (a plugin fault anyone could trigger).
+        (&admin, json!({ "name": "long", "description": "x".repeat(10_001) }), StatusCode::BAD_REQUEST),
     ];
     for (client, body, expected) in cases {
         let (status, error) = client.post("/api/v1/departments", &body).await;

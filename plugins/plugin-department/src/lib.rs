@@ -7,11 +7,11 @@
 
 use std::collections::HashSet;
 
+use plugin_sdk::field;
 use plugin_sdk::{
     Access, Descriptor, Method, Notification, Plugin, PluginError, Query, Record, Request, Response, Result, Target,
     Value, ensure, get,
 };
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Map;
 
@@ -297,13 +297,4 @@ fn check_parents(department: &Record<Department>) -> Result<()> {
         ensure!(!taken, PluginError::InvalidInput("Cannot relate a department twice".into()));
     }
     Ok(())
-}
-
-/// The field `name` of a JSON object: `None` when absent, 400 naming the field when its
-/// value does not fit `T`. With `T = Option<_>`, `Some(None)` means an explicit `null`.
-fn field<T: DeserializeOwned>(object: &Map<String, Value>, name: &str) -> Result<Option<T>> {
-    object
-        .get(name)
-        .map(|value| T::deserialize(value).map_err(|e| PluginError::InvalidInput(format!("{name}: {e}"))))
-        .transpose()
 }

@@ -47,7 +47,7 @@ pub use bindings::tidings::plugin::types::{
     PluginError, Role, SocketRequest, StoreError, StoredRecord, Target, User, Value as FieldValue, Write,
 };
 pub use record::{Query, Record, get, new_id};
-pub use request::Request;
+pub use request::{MAX_TEXT_CHARS, Request, field};
 pub use response::Response;
 pub use serde_json::{Value, json};
 

@@ -83,3 +83,29 @@ impl Request {
         self.0.socket_id.as_deref()
     }
 }
+
+/// The most characters a text field read with [`field`] may hold. Records are listed whole,
+/// so unbounded text would let one record push a list past the host's response cap.
+pub const MAX_TEXT_CHARS: usize = 10_000;
+
+/// Read the optional field `name` of a JSON object into `T`: `Ok(None)` when it is absent,
+/// 400 naming the field when it does not fit `T` or holds text over [`MAX_TEXT_CHARS`].
+pub fn field<T: DeserializeOwned>(
+    object: &serde_json::Map<String, serde_json::Value>,
+    name: &str,
+) -> Result<Option<T>> {
+    let Some(value) = object.get(name) else { return Ok(None) };
+    if longest_text(value) > MAX_TEXT_CHARS {
+        return Err(PluginError::InvalidInput(format!("{name}: text is limited to {MAX_TEXT_CHARS} characters")));
+    }
+    T::deserialize(value).map(Some).map_err(|e| PluginError::InvalidInput(format!("{name}: {e}")))
+}
+
+fn longest_text(value: &serde_json::Value) -> usize {
+    match value {
+        serde_json::Value::String(s) => s.chars().count(),
+        serde_json::Value::Array(items) => items.iter().map(longest_text).max().unwrap_or(0),
+        serde_json::Value::Object(fields) => fields.values().map(longest_text).max().unwrap_or(0),
+        _ => 0,
+    }
+}

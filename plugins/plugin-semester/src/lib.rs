@@ -6,11 +6,11 @@
 //! The sync itself (`POST /:id/sync_untis`) is not ported yet.
 
 use chrono::{DateTime, Utc};
+use plugin_sdk::field;
 use plugin_sdk::{
     Access, Descriptor, Method, Notification, Plugin, PluginError, Query, Record, Request, Response, Result, Target,
     Value, ensure, get,
 };
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Map;
 
@@ -160,15 +160,6 @@ fn destroy(req: &Request) -> Result<Response> {
 
 fn required(name: &str) -> PluginError {
     PluginError::InvalidInput(format!("{name} is required"))
-}
-
-/// The field `name` of a JSON object: `None` when absent, 400 naming the field when its
-/// value does not fit `T`.
-fn field<T: DeserializeOwned>(object: &Map<String, Value>, name: &str) -> Result<Option<T>> {
-    object
-        .get(name)
-        .map(|value| T::deserialize(value).map_err(|e| PluginError::InvalidInput(format!("{name}: {e}"))))
-        .transpose()
 }
 
 /// A date field, normalised by [`js_date::parse`]; 400 naming the field when it is not a date.
