@@ -9,24 +9,22 @@
 
 use std::sync::LazyLock;
 
+#[path = "../../tests/src/output_rules.rs"]
+mod output_rules;
+
 use arbitrary::{Result, Unstructured};
 use host::db::Dialect;
 use host::dispatch;
 use host::plugin::types::{Actor, Change, Delete, Notification, Request, Response, Role, Target, Upsert, User, Write};
 use host::plugin::{Limits, LoadedPlugin, Runtime};
 use libfuzzer_sys::fuzz_target;
+use output_rules::{MAX_BODY_BYTES, MAX_NOTIFICATIONS, MAX_RECORD_BYTES, MAX_TARGETS, MAX_WRITES, obeys_every_rule};
 use serde_json::{Value, json};
 
 const GUEST: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/../target/test-guests/wasm32-wasip2/release/notify_rooms.wasm");
 
 const CALLER_SESSION: &str = "caller-session";
-// The output caps as docs/security.md states them.
-const MAX_BODY_BYTES: usize = 4 << 20;
-const MAX_WRITES: usize = 1_000;
-const MAX_RECORD_BYTES: usize = 4 << 20;
-const MAX_NOTIFICATIONS: usize = 1_000;
-const MAX_TARGETS: usize = 100;
 
 static PLUGIN: LazyLock<LoadedPlugin> = LazyLock::new(|| {
     let bytes = std::fs::read(GUEST).unwrap_or_else(|e| {
@@ -261,83 +259,4 @@ fn json_value(u: &mut Unstructured, depth: u32) -> Result<Value> {
             Value::Object(object)
         }
     })
-}
-
-/// What the host may accept from a plugin that owns `NOTE` and nothing else, written from the
-/// interface's rules (`wit/`, docs/security.md) rather than from `dispatch.rs`. The same rules
-/// as `tests/it/properties.rs`.
-fn obeys_every_rule(response: &Response, req: &Request, read_only: bool) -> std::result::Result<(), String> {
-    if !(200..=299).contains(&response.status) {
-        return Err(format!("status {}", response.status));
-    }
-    if let Some(body) = &response.body
-        && (body.len() > MAX_BODY_BYTES || serde_json::from_str::<serde::de::IgnoredAny>(body).is_err())
-    {
-        return Err(format!("body {}", abbreviate(body)));
-    }
-    if read_only && (!response.writes.is_empty() || !response.notifications.is_empty()) {
-        return Err("a read-only action wrote or notified".into());
-    }
-    if response.writes.len() > MAX_WRITES || response.notifications.len() > MAX_NOTIFICATIONS {
-        return Err(format!("{} writes, {} notifications", response.writes.len(), response.notifications.len()));
-    }
-    for write in &response.writes {
-        let (record_type, id) = match write {
-            Write::Upsert(u) => (&u.record_type, &u.id),
-            Write::Delete(d) => (&d.record_type, &d.id),
-        };
-        if record_type != "NOTE" {
-            return Err(format!("a write of record type {record_type:?}"));
-        }
-        valid_id(id)?;
-        if let Write::Upsert(u) = write {
-            let is_object = matches!(serde_json::from_str(&u.data), Ok(Value::Object(_)));
-            if u.data.len() > MAX_RECORD_BYTES || !is_object {
-                return Err(format!("upsert data {}", abbreviate(&u.data)));
-            }
-        }
-    }
-    for n in &response.notifications {
-        if n.record_type != "NOTE" {
-            return Err(format!("a notification of record type {:?}", n.record_type));
-        }
-        valid_id(&n.id)?;
-        if !(1..=MAX_TARGETS).contains(&n.targets.len()) {
-            return Err(format!("{} targets", n.targets.len()));
-        }
-        for target in &n.targets {
-            match target {
-                Target::All | Target::Admins => {}
-                Target::User(id) => valid_id(id)?,
-                Target::Session(id) => match &req.actor {
-                    Actor::User(user) if &user.session_id == id => {}
-                    _ => return Err(format!("session target {} is not the caller's", abbreviate(id))),
-                },
-            }
-        }
-        if matches!(n.change, Change::Created | Change::Changed) {
-            let record = n.record.as_deref().ok_or("a created/changed notification without its record")?;
-            let parsed: Value = serde_json::from_str(record).map_err(|e| format!("notified record: {e}"))?;
-            if record.len() > MAX_RECORD_BYTES || parsed.get("id") != Some(&Value::from(n.id.as_str())) {
-                return Err(format!("notified record {} for id {}", abbreviate(record), abbreviate(&n.id)));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Ids: 1 to 128 characters, none of them a control character.
-fn valid_id(id: &str) -> std::result::Result<(), String> {
-    if (1..=128).contains(&id.chars().count()) && !id.chars().any(char::is_control) {
-        Ok(())
-    } else {
-        Err(format!("id {}", abbreviate(id)))
-    }
-}
-
-fn abbreviate(text: &str) -> String {
-    match text.char_indices().nth(160) {
-        None => format!("{text:?}"),
-        Some((cut, _)) => format!("{:?}…({} bytes in all)", &text[..cut], text.len()),
-    }
 }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use host::Server;
 use host::config::Config;
+use integration_tests::TempDir;
 use serde_json::json;
 
 const SAMPLES: usize = 3_000;
@@ -40,11 +41,11 @@ async fn measure(client: &reqwest::Client, url: &str) -> Percentiles {
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio");
     rt.block_on(async {
-        let dir = std::env::temp_dir().join(format!("tidings-bench-isolation-{}", uuid::Uuid::new_v4()));
-        let plugins = dir.join("plugins");
+        let dir = TempDir::new("bench-isolation");
+        let plugins = dir.path().join("plugins");
         std::fs::create_dir_all(&plugins).unwrap();
         std::fs::copy(integration_tests::FAULT_MISBEHAVE, plugins.join("fault_misbehave.wasm")).unwrap();
-        let mut config = Config::for_tests(dir.clone());
+        let mut config = Config::for_tests(dir.path().to_path_buf());
         config.plugin_dir = Some(plugins);
         config.bootstrap_admin = Some(("admin@example.com".into(), "bench password".into()));
         let server = Server::start(config).await.expect("server");
@@ -98,6 +99,5 @@ fn main() {
             tokio::time::sleep(Duration::from_secs(11)).await;
         }
         server.stop().await.unwrap();
-        let _ = std::fs::remove_dir_all(dir);
     });
 }

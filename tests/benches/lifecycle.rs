@@ -92,8 +92,5 @@ async fn time_starts(dir: PathBuf, keep_cache: bool, iters: u64) -> Duration {
     total
 }
 
-fn main() {
-    let mut c = Criterion::default().configure_from_args();
-    bench(&mut c);
-    c.final_summary();
-}
+criterion::criterion_group!(benches, bench);
+criterion::criterion_main!(benches);

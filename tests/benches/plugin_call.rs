@@ -257,8 +257,5 @@ fn bench(c: &mut Criterion) {
     drop(dir);
 }
 
-fn main() {
-    let mut c = Criterion::default().configure_from_args();
-    bench(&mut c);
-    c.final_summary();
-}
+criterion::criterion_group!(benches, bench);
+criterion::criterion_main!(benches);

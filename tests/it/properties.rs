@@ -19,6 +19,10 @@ use reqwest::StatusCode;
 use reqwest::header::CONTENT_TYPE;
 use serde_json::{Value, json};
 
+use integration_tests::output_rules::{
+    MAX_BODY_BYTES, MAX_NOTIFICATIONS, MAX_RECORD_BYTES, MAX_TARGETS, MAX_WRITES, obeys_every_rule,
+};
+
 use crate::support::{Backend, Client, TestHost};
 
 /// The server's request body limit in these tests (`Config::for_tests`).
@@ -638,12 +642,6 @@ fn odd_id() -> impl Strategy<Value = Payload> {
 // ---------------------------------------------------------------------------------------------
 
 const CALLER_SESSION: &str = "caller-session";
-// The output caps as docs/security.md states them.
-const MAX_BODY_BYTES: usize = 4 << 20;
-const MAX_WRITES: usize = 1_000;
-const MAX_RECORD_BYTES: usize = 4 << 20;
-const MAX_NOTIFICATIONS: usize = 1_000;
-const MAX_TARGETS: usize = 100;
 
 #[test]
 fn check_accepts_only_output_that_obeys_every_rule() {
@@ -706,82 +704,6 @@ fn notify_rooms() -> LoadedPlugin {
         assert!(plugin.descriptor.grants.write.is_empty(), "the properties assume no write grants");
         plugin
     })
-}
-
-/// What the host may accept from a plugin that owns `NOTE` and nothing else, written from the
-/// interface's rules (`wit/`, docs/security.md) rather than from `dispatch.rs`.
-fn obeys_every_rule(response: &Response, req: &Request, read_only: bool) -> Result<(), String> {
-    if !(200..=299).contains(&response.status) {
-        return Err(format!("status {}", response.status));
-    }
-    if let Some(body) = &response.body
-        && (body.len() > MAX_BODY_BYTES || !is_json(body))
-    {
-        return Err(format!("body {:?}", abbreviate(body)));
-    }
-    if read_only && (!response.writes.is_empty() || !response.notifications.is_empty()) {
-        return Err("a read-only action wrote or notified".into());
-    }
-    if response.writes.len() > MAX_WRITES || response.notifications.len() > MAX_NOTIFICATIONS {
-        return Err(format!("{} writes, {} notifications", response.writes.len(), response.notifications.len()));
-    }
-    for write in &response.writes {
-        let (record_type, id) = match write {
-            Write::Upsert(u) => (&u.record_type, &u.id),
-            Write::Delete(d) => (&d.record_type, &d.id),
-        };
-        if record_type != "NOTE" {
-            return Err(format!("a write of record type {record_type:?}"));
-        }
-        valid_id(id)?;
-        if let Write::Upsert(u) = write {
-            let is_object = matches!(serde_json::from_str(&u.data), Ok(Value::Object(_)));
-            if u.data.len() > MAX_RECORD_BYTES || !is_object {
-                return Err(format!("upsert data {:?}", abbreviate(&u.data)));
-            }
-        }
-    }
-    for n in &response.notifications {
-        if n.record_type != "NOTE" {
-            return Err(format!("a notification of record type {:?}", n.record_type));
-        }
-        valid_id(&n.id)?;
-        if !(1..=MAX_TARGETS).contains(&n.targets.len()) {
-            return Err(format!("{} targets", n.targets.len()));
-        }
-        for target in &n.targets {
-            match target {
-                Target::All | Target::Admins => {}
-                Target::User(id) => valid_id(id)?,
-                Target::Session(id) => match &req.actor {
-                    Actor::User(user) if &user.session_id == id => {}
-                    _ => return Err(format!("session target {:?} is not the caller's", abbreviate(id))),
-                },
-            }
-        }
-        if matches!(n.change, Change::Created | Change::Changed) {
-            let record = n.record.as_deref().ok_or("a created/changed notification without its record")?;
-            let parsed: Value = serde_json::from_str(record).map_err(|e| format!("notified record: {e}"))?;
-            if record.len() > MAX_RECORD_BYTES || parsed.get("id") != Some(&Value::from(n.id.as_str())) {
-                return Err(format!("notified record {:?} for id {:?}", abbreviate(record), abbreviate(&n.id)));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Syntactically JSON (RFC 8259): numbers need not fit an `f64`.
-fn is_json(text: &str) -> bool {
-    serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
-}
-
-/// Ids: 1 to 128 characters, none of them a control character.
-fn valid_id(id: &str) -> Result<(), String> {
-    if (1..=128).contains(&id.chars().count()) && !id.chars().any(char::is_control) {
-        Ok(())
-    } else {
-        Err(format!("id {:?}", abbreviate(id)))
-    }
 }
 
 /// A `Response` whose `Debug` stays short however large its parts are: long strings are cut,

@@ -1,6 +1,9 @@
 //! Shared pieces of the integration tests and benchmarks: the paths of the test-only guest
 //! components built by `build.rs`, as constants (`NOTIFY_ROOMS`, `FAULT_MISBEHAVE`, …),
-//! `foreach_guest!` over all of them, and [`TempDir`].
+//! `foreach_guest!` over all of them, [`TempDir`], and the plugin-output oracle
+//! ([`output_rules`]).
+
+pub mod output_rules;
 
 use std::path::{Path, PathBuf};
 

@@ -43,7 +43,18 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), guard_origin))
+        .layer(middleware::from_fn(refuse_nul))
         .with_state(state)
+}
+
+/// Refuse a path or query that decodes to U+0000: never meaningful, and PostgreSQL cannot
+/// store it (every route's ids and query values end up in SQL parameters).
+async fn refuse_nul(req: Request, next: Next) -> Response {
+    let encoded = req.uri().path_and_query().map_or("", |pq| pq.as_str());
+    if encoded.to_ascii_lowercase().contains("%00") {
+        return ApiError::BadRequest("NUL characters are not allowed in paths or queries".into()).into_response();
+    }
+    next.run(req).await
 }
 
 /// Refuse state-changing requests from foreign origins (CSRF defence in depth besides the
