@@ -34,7 +34,7 @@ impl Plugin for RegistrationPeriods {
             .action("create", Method::Post, "/", Access::Admin)
             .action("update", Method::Put, "/:id", Access::Admin)
             .action("destroy", Method::Delete, "/:id", Access::Admin)
-            // `departmentIds` must name existing departments.
+            // `departmentIds` keeps only ids of existing departments.
             .reads(DEPARTMENT)
             // Queried by the EVENT plugin: the periods of an event's departments.
             .index_elements("departmentIds")
@@ -103,7 +103,7 @@ impl RegistrationPeriod {
             self.is_open = is_open;
         }
         if let Some(department_ids) = field::<Vec<String>>(changes, "departmentIds")? {
-            self.department_ids = without_duplicates(department_ids);
+            self.department_ids = existing_departments(without_duplicates(department_ids))?;
         }
         Ok(())
     }
@@ -180,9 +180,6 @@ fn update(req: &Request) -> Result<Response> {
     let changes = req.body::<Body>()?.data;
     period.data.apply(&changes)?;
     period.data.validate()?;
-    if changes.contains_key("departmentIds") {
-        check_departments_exist(&period.data.department_ids)?;
-    }
 
     period.touch(req.now());
     let json = period.to_json();
@@ -201,19 +198,22 @@ fn destroy(req: &Request) -> Result<Response> {
         .notify(Notification::deleted(REGISTRATION_PERIOD, &period.id).to(Target::All)))
 }
 
+/// The ids among `ids` that name a department, in their order.
+///
 /// Deviation: the original connects the ids through a join table, where an unknown id fails
-/// the update with a 500; here it is a 400 naming the ids.
-fn check_departments_exist(ids: &[String]) -> Result<()> {
+/// the update with a 500. Here unknown ids are dropped: the client sends the whole record back
+/// on every update, and an id left behind by a deleted department must not block the next
+/// change of the period.
+fn existing_departments(ids: Vec<String>) -> Result<Vec<String>> {
     if ids.is_empty() {
-        return Ok(());
+        return Ok(ids);
     }
-    let found = Query::new(DEPARTMENT).is_in("id", ids.iter().map(String::as_str)).fetch::<Value>()?;
-    let missing: Vec<&str> = ids.iter().map(String::as_str).filter(|id| !found.iter().any(|d| d.id == *id)).collect();
-    ensure!(
-        missing.is_empty(),
-        PluginError::InvalidInput(format!("departmentIds: no department with id {}", missing.join(", ")))
-    );
-    Ok(())
+    let mut found = Vec::with_capacity(ids.len());
+    // The host takes at most 1,000 values per `in` condition.
+    for chunk in ids.chunks(1_000) {
+        found.extend(Query::new(DEPARTMENT).is_in("id", chunk.iter().map(String::as_str)).fetch::<Value>()?);
+    }
+    Ok(ids.into_iter().filter(|id| found.iter().any(|department| department.id == *id)).collect())
 }
 
 /// The ids in the order given, each once: the original sets a relation, which holds each
