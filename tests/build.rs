@@ -40,7 +40,7 @@ fn main() {
     for name in &names {
         let suite = name.split('-').next().unwrap();
         assert!(
-            ["notify", "fault", "swap"].contains(&suite),
+            ["notify", "fault", "swap", "work"].contains(&suite),
             "test guest {name} has an unknown suite prefix {suite:?}"
         );
         let path = target_dir.join("wasm32-wasip2/release").join(format!("{}.wasm", name.replace('-', "_")));

@@ -34,7 +34,7 @@ static PLUGIN: LazyLock<LoadedPlugin> = LazyLock::new(|| {
     tokio.block_on(async {
         // The plugin is never called here: a small instance pool keeps the reservation small.
         let limits = Limits { max_instances: 2, ..Limits::default() };
-        let runtime = Runtime::new(limits, Dialect::Sqlite, None).expect("the engine");
+        let runtime = Runtime::new(limits, Dialect::Sqlite, Default::default(), None).expect("the engine");
         let plugin = runtime.load(bytes).await.expect("notify-rooms loads");
         assert_eq!(plugin.descriptor.record_type, "NOTE");
         assert!(plugin.descriptor.grants.write.is_empty(), "the invariants assume no write grants");
@@ -79,6 +79,7 @@ fn input(u: &mut Unstructured) -> Result<(Response, Request, bool)> {
         body: Some("{}".into()),
         now: "2026-01-01T00:00:00.000Z".into(),
         socket_id,
+        upload: None,
     };
     let read_only = one_in(u, 4)?;
     Ok((response(u)?, req, read_only))
@@ -133,7 +134,7 @@ fn response(u: &mut Unstructured) -> Result<Response> {
         };
         notifications.extend(std::iter::repeat_n(padding, copies));
     }
-    Ok(Response { status, body, writes, notifications })
+    Ok(Response { status, body, writes, notifications, tasks: Vec::new() })
 }
 
 fn write(u: &mut Unstructured) -> Result<Write> {

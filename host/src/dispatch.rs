@@ -28,6 +28,7 @@ pub const MAX_WRITES: usize = 1_000;
 pub const MAX_RECORD_BYTES: usize = 4 << 20;
 pub const MAX_NOTIFICATIONS: usize = 1_000;
 pub const MAX_TARGETS: usize = 100;
+pub const MAX_TASKS: usize = 16;
 
 /// A committed outcome: what to answer and what to emit.
 #[derive(Debug)]
@@ -35,6 +36,8 @@ pub struct Outcome {
     pub status: u16,
     pub body: Option<String>,
     pub notifications: Vec<LoggedNotification>,
+    /// How many background tasks the request stored.
+    pub tasks: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,12 +87,28 @@ async fn run_once(
     let tx = if read_only { db.begin_read().await? } else { db.begin_write().await? };
     let (result, tx) = runtime.handle(plugin, req, tx).await;
     let response = result?;
-    let mut tx = tx.ok_or_else(|| fault(runtime, plugin, "the transaction was lost during the call".into()))?;
+    let tx = tx.ok_or_else(|| fault(runtime, plugin, "the transaction was lost during the call".into()))?;
     let checked = check(plugin, response, req, read_only).map_err(|m| fault(runtime, plugin, m))?;
     runtime.record_outcome(plugin, false);
+    if read_only {
+        // Nothing to keep (`check` refused writes): end the read snapshot.
+        tx.rollback().await.map_err(db::Error::from)?;
+        return Ok(Outcome { status: checked.status, body: checked.body, notifications: Vec::new(), tasks: 0 });
+    }
+    commit(db, tx, plugin, checked, &req.now).await
+}
 
+/// Apply a checked response inside `tx` (writes with their version checks, the notification
+/// log, the tasks it asked for) and commit; or roll back and return why not.
+pub async fn commit(
+    db: &Db,
+    mut tx: db::Tx,
+    plugin: &LoadedPlugin,
+    checked: Checked,
+    now: &str,
+) -> Result<Outcome, DispatchError> {
     for write in &checked.writes {
-        match records::apply(&mut tx, write, &req.now).await {
+        match records::apply(&mut tx, &db.elements, write, now).await {
             Ok(applied) => applied.map_err(|e| DispatchError::Conflict(e.to_string()))?,
             Err(err) if err.is_value_too_large() => {
                 return Err(DispatchError::ValueTooLarge(
@@ -101,15 +120,22 @@ async fn run_once(
     }
     let mut logged = Vec::with_capacity(checked.notifications.len());
     for n in checked.notifications {
-        logged.push(append_notification(&mut tx, n, &req.now).await?);
+        logged.push(append_notification(&mut tx, n, now).await?);
     }
-    if checked.writes.is_empty() && logged.is_empty() {
-        // Nothing to keep: end the read snapshot.
-        tx.rollback().await.map_err(db::Error::from)?;
-    } else {
-        tx.commit().await.map_err(db::Error::from)?;
+    for task in &checked.tasks {
+        let stored = db::tasks::StoredTask {
+            id: uuid::Uuid::new_v4().to_string(),
+            plugin: plugin.descriptor.name.clone(),
+            name: task.name.clone(),
+            input: task.input.clone(),
+            attempts: 0,
+            last_error: None,
+            created_at: now.to_owned(),
+        };
+        db::tasks::insert(&mut tx, &stored).await?;
     }
-    Ok(Outcome { status: checked.status, body: checked.body, notifications: logged })
+    tx.commit().await.map_err(db::Error::from)?;
+    Ok(Outcome { status: checked.status, body: checked.body, notifications: logged, tasks: checked.tasks.len() })
 }
 
 /// Append a notification to the log inside `tx`, giving it the next offset.
@@ -134,7 +160,7 @@ pub async fn append_notification(
     Ok(entry)
 }
 
-fn fault(runtime: &Runtime, plugin: &LoadedPlugin, message: String) -> DispatchError {
+pub(crate) fn fault(runtime: &Runtime, plugin: &LoadedPlugin, message: String) -> DispatchError {
     plugin.stats.faults.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     runtime.record_outcome(plugin, true);
     DispatchError::Plugin(plugin::Error::Fault {
@@ -150,6 +176,7 @@ pub struct Checked {
     body: Option<String>,
     writes: Vec<records::Write>,
     notifications: Vec<CheckedNotification>,
+    pub tasks: Vec<types::Task>,
 }
 
 /// A notification ready for the log: the Socket.IO event, its payload without the offset,
@@ -179,8 +206,25 @@ pub fn check(
         }
         serde_json::from_str::<serde::de::IgnoredAny>(body).map_err(|e| format!("the body is not JSON: {e}"))?;
     }
-    if read_only && (!response.writes.is_empty() || !response.notifications.is_empty()) {
-        return Err("a GET action may not write or notify".into());
+    if read_only && (!response.writes.is_empty() || !response.notifications.is_empty() || !response.tasks.is_empty()) {
+        return Err("a GET action may not write, notify or start tasks".into());
+    }
+    if response.tasks.len() > MAX_TASKS {
+        return Err(format!("{} tasks, more than {MAX_TASKS}", response.tasks.len()));
+    }
+    for task in &response.tasks {
+        if task.name.is_empty() || task.name.len() > 64 || task.name.chars().any(char::is_control) {
+            return Err(format!("{:?} is not a valid task name", task.name));
+        }
+        if task.input.len() > MAX_RECORD_BYTES {
+            return Err(format!(
+                "task {} has {} bytes of input, more than {MAX_RECORD_BYTES}",
+                task.name,
+                task.input.len()
+            ));
+        }
+        serde_json::from_str::<serde::de::IgnoredAny>(&task.input)
+            .map_err(|e| format!("task {} input is not JSON: {e}", task.name))?;
     }
     if response.writes.len() > MAX_WRITES {
         return Err(format!("{} writes, more than {MAX_WRITES}", response.writes.len()));
@@ -235,7 +279,7 @@ pub fn check(
         .into_iter()
         .map(|n| check_notification(n, req, &granted))
         .collect::<Result<_, String>>()?;
-    Ok(Checked { status: response.status, body: response.body, writes, notifications })
+    Ok(Checked { status: response.status, body: response.body, writes, notifications, tasks: response.tasks })
 }
 
 fn check_notification(

@@ -16,6 +16,7 @@ pub mod plugin;
 pub mod realtime;
 pub mod sessions;
 pub mod state;
+pub mod tasks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,9 +33,11 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::lifecycle::PluginManager;
 use crate::notifications::Notifier;
+use crate::plugin::types::IndexKind;
 use crate::plugin::{LoadedPlugin, Registry, Runtime};
 use crate::realtime::RealtimeState;
 use crate::state::AppState;
+use crate::tasks::{TaskRunner, TaskWaker};
 
 /// Packets queued per socket before sends to it fail.
 const SOCKET_BUFFER_PACKETS: usize = 1024;
@@ -78,8 +81,9 @@ impl Server {
         {
             tracing::info!(email, "created the bootstrap admin");
         }
-        let runtime = Runtime::new(config.limits.clone(), db.dialect, Some(config.data_dir.join("cache")))
-            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let runtime =
+            Runtime::new(config.limits.clone(), db.dialect, db.elements.clone(), Some(config.data_dir.join("cache")))
+                .map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let plugins = Arc::new(Registry::default());
 
         let realtime = RealtimeState {
@@ -111,6 +115,18 @@ impl Server {
         if let Some(dir) = &config.plugin_dir {
             background.push(manager.watch(dir.clone()));
         }
+        let tasks = TaskWaker::default();
+        background.push(
+            TaskRunner {
+                db: db.clone(),
+                clock: clock.clone(),
+                runtime: Arc::clone(&runtime),
+                plugins: Arc::clone(&plugins),
+                notifier: notifier.clone(),
+                waker: tasks.clone(),
+            }
+            .start(),
+        );
         let state = AppState {
             db,
             clock,
@@ -120,6 +136,7 @@ impl Server {
             notifier,
             manager,
             throttle: Arc::default(),
+            tasks,
         };
 
         let listener =
@@ -171,10 +188,18 @@ impl Server {
 
 /// Load-time work for a plugin's storage: the indexes its queries need.
 pub(crate) async fn prepare_storage(db: &Db, plugin: &LoadedPlugin) -> anyhow::Result<()> {
+    let record_type = &plugin.descriptor.record_type;
+    let mut element_fields = Vec::new();
     for index in &plugin.descriptor.indexes {
-        db::records::ensure_index(db, &plugin.descriptor.record_type, &index.field)
-            .await
-            .with_context(|| format!("creating the index on {}.{}", plugin.descriptor.record_type, index.field))?;
+        match index.kind {
+            IndexKind::Value => db::records::ensure_index(db, record_type, &index.field)
+                .await
+                .with_context(|| format!("creating the index on {record_type}.{}", index.field))?,
+            IndexKind::Elements => element_fields.push(index.field.clone()),
+        }
     }
+    db::records::ensure_element_indexes(db, record_type, &element_fields)
+        .await
+        .with_context(|| format!("building the element indexes of {record_type}"))?;
     Ok(())
 }

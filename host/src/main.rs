@@ -142,8 +142,9 @@ async fn plugin_command(server: &str, command: PluginCommand) -> anyhow::Result<
             let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             // Check the component here first: a refusal is clearer before an upload, and the
             // install route is addressed by the plugin's own name.
-            let runtime = host::plugin::Runtime::new(Default::default(), host::db::Dialect::Sqlite, None)
-                .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+            let runtime =
+                host::plugin::Runtime::new(Default::default(), host::db::Dialect::Sqlite, Default::default(), None)
+                    .map_err(|e| anyhow::anyhow!("{e:#}"))?;
             let plugin = runtime.load(bytes.clone()).await.with_context(|| format!("checking {}", file.display()))?;
             client.install(&plugin.descriptor.name, bytes, approve_grants).await?
         }

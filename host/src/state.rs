@@ -12,6 +12,7 @@ use crate::lifecycle::PluginManager;
 use crate::notifications::Notifier;
 use crate::plugin::{Registry, Runtime};
 use crate::sessions::throttle::LoginThrottle;
+use crate::tasks::TaskWaker;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -23,6 +24,8 @@ pub struct AppState {
     pub notifier: Notifier,
     pub manager: PluginManager,
     pub throttle: Arc<LoginThrottle>,
+    /// Wakes the background task runner after a commit that stored tasks.
+    pub tasks: TaskWaker,
 }
 
 impl FromRef<AppState> for Db {

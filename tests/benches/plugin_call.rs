@@ -76,6 +76,7 @@ fn request(action: &str, body: Option<String>) -> Request {
         body,
         now: now(),
         socket_id: None,
+        upload: None,
     }
 }
 

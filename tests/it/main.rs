@@ -8,3 +8,4 @@ mod properties;
 mod records;
 mod support;
 mod tidy;
+mod work;

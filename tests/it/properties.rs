@@ -698,7 +698,7 @@ fn report<T: fmt::Debug>(result: Result<(), TestError<T>>) {
 fn notify_rooms() -> LoadedPlugin {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let engine = Runtime::new(Default::default(), Dialect::Sqlite, None).unwrap();
+        let engine = Runtime::new(Default::default(), Dialect::Sqlite, Default::default(), None).unwrap();
         let plugin = engine.load(std::fs::read(integration_tests::NOTIFY_ROOMS).unwrap()).await.unwrap();
         assert_eq!(plugin.descriptor.record_type, "NOTE");
         assert!(plugin.descriptor.grants.write.is_empty(), "the properties assume no write grants");
@@ -713,7 +713,7 @@ struct Output(Response);
 
 impl fmt::Debug for Output {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Response { status, body, writes, notifications } = &self.0;
+        let Response { status, body, writes, notifications, .. } = &self.0;
         let first = |items: Vec<String>, len: usize| format!("{len} in all, first {items:?}");
         let writes =
             first(writes.iter().take(3).map(|w| abbreviate_to(&format!("{w:?}"), 600)).collect(), writes.len());
@@ -752,6 +752,7 @@ fn request_by(actor: impl Strategy<Value = Actor>) -> impl Strategy<Value = Requ
         body: Some("{}".into()),
         now: "2026-01-01T00:00:00.000Z".into(),
         socket_id,
+        upload: None,
     })
 }
 
@@ -882,7 +883,7 @@ fn any_response() -> impl Strategy<Value = Output> {
             if let Some(copy) = notifications.first().cloned().filter(|_| notification_padding > 0) {
                 notifications.extend(std::iter::repeat_n(copy, notification_padding));
             }
-            Output(Response { status, body, writes, notifications })
+            Output(Response { status, body, writes, notifications, tasks: Vec::new() })
         },
     )
 }
@@ -900,6 +901,7 @@ fn valid_response() -> impl Strategy<Value = Output> {
                 body: body.map(|b| b.to_string()),
                 writes: write_pool.iter().cycle().take(writes).cloned().collect(),
                 notifications: notification_pool.iter().cycle().take(notifications).cloned().collect(),
+                tasks: Vec::new(),
             })
         },
     )

@@ -64,6 +64,7 @@ impl TestHost {
         std::fs::create_dir_all(&plugin_dir).unwrap();
         std::fs::copy(integration_tests::FAULT_MISBEHAVE, plugin_dir.join("fault_misbehave.wasm")).unwrap();
         std::fs::copy(integration_tests::NOTIFY_ROOMS, plugin_dir.join("notify_rooms.wasm")).unwrap();
+        std::fs::copy(integration_tests::WORK_BATCHES, plugin_dir.join("work_batches.wasm")).unwrap();
 
         let mut config = Config::for_tests(data_dir.clone());
         config.plugin_dir = Some(plugin_dir);
@@ -88,7 +89,13 @@ impl TestHost {
 
     /// A client without a session.
     pub fn anonymous(&self) -> Client {
-        Client { http: reqwest::Client::builder().cookie_store(true).build().unwrap(), base: self.server.url() }
+        // Every client names a socket, as events-api's web client does, so that the log
+        // shows which notifications skip the requester (`toSelf`).
+        let mut headers = reqwest::header::HeaderMap::new();
+        let socket_id = format!("socket-{}", uuid::Uuid::new_v4().simple());
+        headers.insert("x-metadata-socketid", socket_id.parse().unwrap());
+        let http = reqwest::Client::builder().cookie_store(true).default_headers(headers).build().unwrap();
+        Client { http, base: self.server.url() }
     }
 
     /// A client signed in as the bootstrap admin.
@@ -117,6 +124,38 @@ impl TestHost {
         sqlx::query_scalar("SELECT COUNT(*) FROM notification_log").fetch_one(&self.server.state.db.pool).await.unwrap()
     }
 
+    /// The notification log's position now; see [`TestHost::notified_since`].
+    pub async fn log_position(&self) -> i64 {
+        sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM notification_log")
+            .fetch_one(&self.server.state.db.pool)
+            .await
+            .unwrap()
+    }
+
+    /// The notifications committed after `position`, in order, in the shape events-api's
+    /// tests assert: `{event, message: {type, record | id}, to: [...], toSelf}`. `to` lists
+    /// the rooms: `all`, `admin`, a user id, or `session:<id>`; `toSelf` is whether the
+    /// requesting socket (every test [`Client`] sends `x-metadata-socketid`) receives it too.
+    pub async fn notified_since(&self, position: i64) -> Vec<Value> {
+        let rows: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
+            "SELECT event, payload, targets, exclude_socket FROM notification_log WHERE seq > $1 ORDER BY seq",
+        )
+        .bind(position)
+        .fetch_all(&self.server.state.db.pool)
+        .await
+        .unwrap();
+        rows.into_iter()
+            .map(|(event, payload, targets, exclude_socket)| {
+                let mut message: Value = serde_json::from_str(&payload).unwrap();
+                message.as_object_mut().unwrap().remove("offset");
+                let rooms: Vec<String> = serde_json::from_str(&targets).unwrap();
+                let to: Vec<String> =
+                    rooms.into_iter().map(|r| r.strip_prefix("user:").map_or(r.clone(), str::to_owned)).collect();
+                json!({ "event": event, "message": message, "to": to, "toSelf": exclude_socket.is_none() })
+            })
+            .collect()
+    }
+
     /// Stored records of a type.
     pub async fn stored(&self, record_type: &str) -> i64 {
         sqlx::query_scalar("SELECT COUNT(*) FROM records WHERE record_type = $1")
@@ -128,9 +167,18 @@ impl TestHost {
 
     /// Stop the server and start it again on the same data.
     pub async fn restart(self) -> TestHost {
+        self.restart_after(async |_| {}).await
+    }
+
+    /// Stop the server, run `meanwhile` on its database (as another process would find it),
+    /// and start it again on the same data.
+    pub async fn restart_after(self, meanwhile: impl AsyncFnOnce(&sqlx::AnyPool)) -> TestHost {
         let pool = self.server.state.db.pool.clone();
         self.server.stop().await.unwrap();
         pool.close().await;
+        let db = host::db::Db::connect(self.config.database_url.as_deref(), &self.config.data_dir).await.unwrap();
+        meanwhile(&db.pool).await;
+        db.pool.close().await;
         let server = Server::start(self.config.clone()).await.expect("the server starts again");
         TestHost { server, ..self }
     }
@@ -180,6 +228,22 @@ impl Client {
 
     pub async fn put(&self, path: &str, body: &Value) -> (StatusCode, Value) {
         Self::read(self.http.put(format!("{}{path}", self.base)).json(body).send().await.unwrap()).await
+    }
+
+    /// `POST` a `multipart/form-data` form: text fields plus one file.
+    pub async fn upload(
+        &self,
+        path: &str,
+        fields: &[(&str, &str)],
+        file: (&str, &str, Vec<u8>),
+    ) -> (StatusCode, Value) {
+        let (field, filename, bytes) = file;
+        let mut form = reqwest::multipart::Form::new()
+            .part(field.to_owned(), reqwest::multipart::Part::bytes(bytes).file_name(filename.to_owned()));
+        for (name, value) in fields {
+            form = form.text(name.to_string(), value.to_string());
+        }
+        Self::read(self.http.post(format!("{}{path}", self.base)).multipart(form).send().await.unwrap()).await
     }
 
     pub async fn delete(&self, path: &str) -> (StatusCode, Value) {

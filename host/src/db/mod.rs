@@ -8,6 +8,7 @@ pub mod notifications;
 pub mod plugins;
 pub mod records;
 pub mod sessions;
+pub mod tasks;
 pub mod users;
 
 use std::path::Path;
@@ -70,6 +71,8 @@ pub enum Dialect {
 pub struct Db {
     pub pool: AnyPool,
     pub dialect: Dialect,
+    /// The element-indexed array fields, by record type.
+    pub elements: records::ElementFields,
 }
 
 impl Db {
@@ -125,7 +128,7 @@ impl Db {
             }
         };
         MIGRATOR.run(&pool).await?;
-        Ok(Db { pool, dialect })
+        Ok(Db { pool, dialect, elements: records::ElementFields::default() })
     }
 
     /// Begin a transaction for a request that may write. Writers are serialized: on SQLite

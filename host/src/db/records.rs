@@ -5,7 +5,9 @@
 //! writes with [`apply`], checking the version each write expects. Fields a plugin queries
 //! on are indexed by [`ensure_index`] when the plugin loads.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::{Arc, RwLock};
 
 use sqlx::{AnyConnection, AssertSqlSafe, FromRow};
 
@@ -30,6 +32,8 @@ pub enum Value {
     Int(i64),
     Float(f64),
     Text(String),
+    /// For [`Op::In`] and [`Op::Contains`].
+    Texts(Vec<String>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,7 +44,14 @@ pub enum Op {
     Le,
     Gt,
     Ge,
+    /// The field equals one of the texts.
+    In,
+    /// The array field holds the text, or one of the texts (needs an element index).
+    Contains,
 }
+
+/// The most values one `in` or `contains` condition may list.
+pub const MAX_LIST_VALUES: usize = 1_000;
 
 #[derive(Clone, Debug)]
 pub struct Condition {
@@ -85,9 +96,10 @@ pub async fn get(conn: &mut AnyConnection, record_type: &str, id: &str) -> Resul
 pub async fn find(
     conn: &mut AnyConnection,
     dialect: Dialect,
+    elements: &ElementFields,
     query: &Query,
 ) -> Result<Result<Vec<StoredRecord>, RecordError>> {
-    let compiled = match compile(dialect, query) {
+    let compiled = match compile(dialect, &elements.of(&query.record_type), query) {
         Ok(compiled) => compiled,
         Err(e) => return Ok(Err(e)),
     };
@@ -104,7 +116,12 @@ pub async fn find(
 
 /// Apply one write stamped with `now`. A version mismatch, a duplicate insert or an update
 /// of a missing record is `Ok(Err(VersionConflict))`; the caller rolls back.
-pub async fn apply(conn: &mut AnyConnection, write: &Write, now: &str) -> Result<Result<(), RecordError>> {
+pub async fn apply(
+    conn: &mut AnyConnection,
+    elements: &ElementFields,
+    write: &Write,
+    now: &str,
+) -> Result<Result<(), RecordError>> {
     let affected = match write {
         Write::Upsert { record_type, id, data, expected_version: None } => sqlx::query(
             "INSERT INTO records (record_type, id, data, version, created_at, updated_at) \
@@ -139,7 +156,19 @@ pub async fn apply(conn: &mut AnyConnection, write: &Write, now: &str) -> Result
                 .rows_affected()
         }
     };
-    if affected == 1 || matches!(write, Write::Delete { expected_version: None, .. }) {
+    if affected == 1 {
+        let (Write::Upsert { record_type, id, .. } | Write::Delete { record_type, id, .. }) = write;
+        let fields = elements.of(record_type);
+        if !fields.is_empty() {
+            let data = match write {
+                Write::Upsert { data, .. } => Some(data.as_str()),
+                Write::Delete { .. } => None,
+            };
+            index_elements(conn, record_type, id, &fields, data).await?;
+        }
+        return Ok(Ok(()));
+    }
+    if matches!(write, Write::Delete { expected_version: None, .. }) {
         return Ok(Ok(()));
     }
     Ok(Err(RecordError::VersionConflict(match write {
@@ -150,6 +179,126 @@ pub async fn apply(conn: &mut AnyConnection, write: &Write, now: &str) -> Result
             format!("{record_type} {id} was changed or deleted by another request")
         }
     })))
+}
+
+/// The array fields with an element index, by record type: declared by the plugins that own
+/// the record types, consulted on every write and by `contains` queries.
+#[derive(Clone, Debug, Default)]
+pub struct ElementFields(Arc<RwLock<HashMap<String, Arc<[String]>>>>);
+
+impl ElementFields {
+    /// The element-indexed fields of `record_type`.
+    pub fn of(&self, record_type: &str) -> Arc<[String]> {
+        let map = self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        map.get(record_type).cloned().unwrap_or_else(|| Arc::from([]))
+    }
+
+    fn set(&self, record_type: &str, fields: Vec<String>) {
+        let mut map = self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        map.insert(record_type.to_owned(), fields.into());
+    }
+}
+
+/// Replace the element rows of one record with those of `data` (none when deleted).
+async fn index_elements(
+    conn: &mut AnyConnection,
+    record_type: &str,
+    id: &str,
+    fields: &[String],
+    data: Option<&str>,
+) -> Result<()> {
+    sqlx::query("DELETE FROM record_elements WHERE record_type = $1 AND id = $2")
+        .bind(record_type)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    let Some(data) = data else { return Ok(()) };
+    let data: serde_json::Value = serde_json::from_str(data).map_err(|e| Error::Corrupt(e.to_string()))?;
+    for field in fields {
+        insert_elements(conn, record_type, field, id, &data).await?;
+    }
+    Ok(())
+}
+
+async fn insert_elements(
+    conn: &mut AnyConnection,
+    record_type: &str,
+    field: &str,
+    id: &str,
+    data: &serde_json::Value,
+) -> Result<()> {
+    for element in elements_of(data, field) {
+        sqlx::query(
+            "INSERT INTO record_elements (record_type, field, element, id) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(record_type)
+        .bind(field)
+        .bind(element)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The elements of the array `data.<field>` as text: strings as they are, numbers and
+/// booleans as JSON; nulls, objects and nested arrays are not indexed.
+fn elements_of(data: &serde_json::Value, field: &str) -> Vec<String> {
+    let Some(serde_json::Value::Array(items)) = data.get(field) else { return Vec::new() };
+    items
+        .iter()
+        .filter_map(|item| match item {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(_) | serde_json::Value::Bool(_) => Some(item.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Declare the element indexes of `record_type` (replacing earlier declarations) and build
+/// the ones that were never built, from the stored records.
+pub async fn ensure_element_indexes(db: &Db, record_type: &str, fields: &[String]) -> Result<()> {
+    for field in fields {
+        check_field(field).map_err(|e| Error::Corrupt(e.to_string()))?;
+    }
+    let mut tx = db.begin_write().await?;
+    let built: Vec<String> = sqlx::query_scalar("SELECT field FROM record_element_fields WHERE record_type = $1")
+        .bind(record_type)
+        .fetch_all(&mut *tx)
+        .await?;
+    // A field no longer declared is not maintained from now on: forget it, so that a later
+    // declaration rebuilds it.
+    for stale in built.iter().filter(|f| !fields.contains(f)) {
+        for table in ["record_elements", "record_element_fields"] {
+            sqlx::query(AssertSqlSafe(format!("DELETE FROM {table} WHERE record_type = $1 AND field = $2")))
+                .bind(record_type)
+                .bind(stale)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    let missing: Vec<&String> = fields.iter().filter(|f| !built.contains(f)).collect();
+    if !missing.is_empty() {
+        let stored: Vec<(String, String)> = sqlx::query_as("SELECT id, data FROM records WHERE record_type = $1")
+            .bind(record_type)
+            .fetch_all(&mut *tx)
+            .await?;
+        for field in missing {
+            for (id, data) in &stored {
+                let data: serde_json::Value = serde_json::from_str(data).map_err(|e| Error::Corrupt(e.to_string()))?;
+                insert_elements(&mut tx, record_type, field, id, &data).await?;
+            }
+            sqlx::query("INSERT INTO record_element_fields (record_type, field) VALUES ($1, $2)")
+                .bind(record_type)
+                .bind(field)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    tx.commit().await?;
+    db.elements.set(record_type, fields.to_vec());
+    Ok(())
 }
 
 /// Create the index that serves queries on `record_type`'s `field`, if it is missing.
@@ -219,10 +368,17 @@ fn field_expr(dialect: Dialect, field: &str) -> Result<String, RecordError> {
     })
 }
 
-fn compile(dialect: Dialect, query: &Query) -> Result<Compiled, RecordError> {
+fn compile(dialect: Dialect, element_fields: &[String], query: &Query) -> Result<Compiled, RecordError> {
     let mut sql = format!("SELECT {COLUMNS} FROM records WHERE record_type = $1");
     let mut binds = Vec::new();
     for condition in &query.conditions {
+        if matches!(condition.op, Op::In | Op::Contains) {
+            compile_list(dialect, element_fields, condition, &mut sql, &mut binds)?;
+            continue;
+        }
+        if matches!(condition.value, Value::Texts(_)) {
+            return Err(RecordError::InvalidQuery("a list of values goes with in or contains only".into()));
+        }
         let expr = field_expr(dialect, &condition.field)?;
         let op = match condition.op {
             Op::Eq => "=",
@@ -231,6 +387,7 @@ fn compile(dialect: Dialect, query: &Query) -> Result<Compiled, RecordError> {
             Op::Le => "<=",
             Op::Gt => ">",
             Op::Ge => ">=",
+            Op::In | Op::Contains => unreachable!("compiled by compile_list"),
         };
         if condition.value == Value::Null {
             let test = match (condition.op, dialect, column(&condition.field)) {
@@ -262,7 +419,7 @@ fn compile(dialect: Dialect, query: &Query) -> Result<Compiled, RecordError> {
                     Value::Int(i) => Bind::Int(*i),
                     Value::Float(f) => Bind::Float(*f),
                     Value::Text(t) => Bind::Text(t.clone()),
-                    Value::Null => unreachable!("handled above"),
+                    Value::Null | Value::Texts(_) => unreachable!("handled above"),
                 });
             }
             (Dialect::Postgres, None) => {
@@ -275,7 +432,7 @@ fn compile(dialect: Dialect, query: &Query) -> Result<Compiled, RecordError> {
                         .map(serde_json::Value::Number)
                         .ok_or_else(|| RecordError::InvalidQuery("NaN and infinity cannot be compared".into()))?,
                     Value::Text(t) => serde_json::Value::String(t.clone()),
-                    Value::Null => unreachable!("handled above"),
+                    Value::Null | Value::Texts(_) => unreachable!("handled above"),
                 };
                 binds.push(Bind::Text(json.to_string()));
             }
@@ -295,6 +452,68 @@ fn compile(dialect: Dialect, query: &Query) -> Result<Compiled, RecordError> {
     Ok(Compiled { sql, binds })
 }
 
+/// Compile an `in` or `contains` condition: `field IN (...)`, or a lookup in the element
+/// index. An empty list matches nothing.
+fn compile_list(
+    dialect: Dialect,
+    element_fields: &[String],
+    condition: &Condition,
+    sql: &mut String,
+    binds: &mut Vec<Bind>,
+) -> Result<(), RecordError> {
+    let values = match (&condition.op, &condition.value) {
+        (_, Value::Texts(values)) => values.clone(),
+        (Op::Contains, Value::Text(value)) => vec![value.clone()],
+        _ => return Err(RecordError::InvalidQuery("in takes a list of texts, contains a text or texts".into())),
+    };
+    if values.len() > MAX_LIST_VALUES {
+        return Err(RecordError::InvalidQuery(format!("at most {MAX_LIST_VALUES} values in one condition")));
+    }
+    if values.is_empty() {
+        sql.push_str(" AND 1 = 0");
+        return Ok(());
+    }
+    let mut placeholders = String::new();
+    let first = binds.len() + 2;
+    let cast = |n: usize| match (dialect, condition.op, column(&condition.field)) {
+        // Record fields are jsonb on PostgreSQL: compare with JSON strings.
+        (Dialect::Postgres, Op::In, None) => format!("CAST(${n} AS jsonb)"),
+        _ => format!("${n}"),
+    };
+    match condition.op {
+        Op::In => {
+            let expr = field_expr(dialect, &condition.field)?;
+            for (i, value) in values.into_iter().enumerate() {
+                let _ = write!(placeholders, "{}{}", if i == 0 { "" } else { ", " }, cast(first + i));
+                binds.push(match (dialect, column(&condition.field)) {
+                    (Dialect::Postgres, None) => Bind::Text(serde_json::Value::String(value).to_string()),
+                    _ => Bind::Text(value),
+                });
+            }
+            let _ = write!(sql, " AND {expr} IN ({placeholders})");
+        }
+        _ => {
+            if !element_fields.contains(&condition.field) {
+                return Err(RecordError::InvalidQuery(format!(
+                    "contains needs an elements index on {}, declared by the plugin that owns the record type",
+                    condition.field
+                )));
+            }
+            binds.push(Bind::Text(condition.field.clone()));
+            for (i, value) in values.into_iter().enumerate() {
+                let _ = write!(placeholders, "{}${}", if i == 0 { "" } else { ", " }, first + 1 + i);
+                binds.push(Bind::Text(value));
+            }
+            let _ = write!(
+                sql,
+                " AND id IN (SELECT e.id FROM record_elements e WHERE e.record_type = $1 AND e.field = ${first} \
+                 AND e.element IN ({placeholders}))"
+            );
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,15 +530,15 @@ mod tests {
     #[test]
     fn field_names_cannot_inject_sql() {
         for bad in ["a'b", "a.b", "a b", "", "1a", "a--"] {
-            assert!(compile(Dialect::Sqlite, &query(bad, Value::Int(1))).is_err(), "{bad:?} accepted");
-            assert!(compile(Dialect::Postgres, &query(bad, Value::Int(1))).is_err(), "{bad:?} accepted");
+            assert!(compile(Dialect::Sqlite, &[], &query(bad, Value::Int(1))).is_err(), "{bad:?} accepted");
+            assert!(compile(Dialect::Postgres, &[], &query(bad, Value::Int(1))).is_err(), "{bad:?} accepted");
         }
     }
 
     #[test]
     fn host_columns_compare_with_text_only() {
-        assert!(compile(Dialect::Sqlite, &query("createdAt", Value::Int(1))).is_err());
-        let ok = compile(Dialect::Postgres, &query("createdAt", Value::Text("2026".into()))).unwrap();
+        assert!(compile(Dialect::Sqlite, &[], &query("createdAt", Value::Int(1))).is_err());
+        let ok = compile(Dialect::Postgres, &[], &query("createdAt", Value::Text("2026".into()))).unwrap();
         assert!(ok.sql.contains("created_at = $2"), "{}", ok.sql);
     }
 

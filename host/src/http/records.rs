@@ -3,6 +3,7 @@
 //! the commit. Also the JSON body extractors with the contract's 400/413/415 answers.
 
 use axum::body::Bytes;
+use axum::extract::multipart::{Multipart, MultipartError};
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -27,7 +28,7 @@ pub async fn dispatch_root(
     WithRejection(Path(collection), _): WithRejection<Path<String>, ApiError>,
     query: WithRejection<Query<Vec<(String, String)>>, ApiError>,
     headers: HeaderMap,
-    body: OptionalJson,
+    body: PluginBody,
 ) -> Result<Response, ApiError> {
     run(state, user, method, collection, "/".into(), query, headers, body).await
 }
@@ -39,7 +40,7 @@ pub async fn dispatch(
     WithRejection(Path((collection, rest)), _): WithRejection<Path<(String, String)>, ApiError>,
     query: WithRejection<Query<Vec<(String, String)>>, ApiError>,
     headers: HeaderMap,
-    body: OptionalJson,
+    body: PluginBody,
 ) -> Result<Response, ApiError> {
     run(state, user, method, collection, format!("/{rest}"), query, headers, body).await
 }
@@ -53,7 +54,7 @@ async fn run(
     path: String,
     WithRejection(Query(query), _): WithRejection<Query<Vec<(String, String)>>, ApiError>,
     headers: HeaderMap,
-    OptionalJson(body): OptionalJson,
+    PluginBody { json: body, upload }: PluginBody,
 ) -> Result<Response, ApiError> {
     // Without a session, a missing route and a private one look the same: 401.
     let hidden = |session: &Option<_>| {
@@ -84,11 +85,15 @@ async fn run(
         body,
         now: iso(state.clock.now()),
         socket_id: headers.get(SOCKET_ID_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned),
+        upload,
     };
     let read_only = method == Method::GET;
     let outcome = dispatch::run(&state.db, &state.runtime, &plugin, &request, read_only).await?;
     if !outcome.notifications.is_empty() {
         state.notifier.committed();
+    }
+    if outcome.tasks > 0 {
+        state.tasks.wake();
     }
 
     let status = StatusCode::from_u16(outcome.status).unwrap_or(StatusCode::OK);
@@ -136,6 +141,13 @@ pub struct JsonBody<T>(pub T);
 /// An optional JSON body, checked to be JSON and passed on as text (plugins parse it).
 pub struct OptionalJson(pub Option<String>);
 
+/// The body of a request to a plugin: optional JSON, or a `multipart/form-data` form whose
+/// first file becomes the upload and whose text fields become a JSON object of strings.
+pub struct PluginBody {
+    pub json: Option<String>,
+    pub upload: Option<types::Upload>,
+}
+
 async fn json_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Option<Bytes>, ApiError> {
     let is_json =
         req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).and_then(|v| v.split(';').next()).is_some_and(
@@ -173,6 +185,51 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             json_bytes(req, state).await?.ok_or_else(|| ApiError::BadRequest("a JSON body is required".into()))?;
         let value = parse_json(&bytes)?;
         serde_json::from_value(value).map(JsonBody).map_err(|e| ApiError::BadRequest(format!("invalid body: {e}")))
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for PluginBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_multipart = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"));
+        if !is_multipart {
+            let OptionalJson(json) = OptionalJson::from_request(req, state).await?;
+            return Ok(PluginBody { json, upload: None });
+        }
+        let bad = |e: MultipartError| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::BadRequest(format!("invalid multipart body: {}", e.body_text()))
+            }
+        };
+        let mut form = Multipart::from_request(req, state).await.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        let (mut fields, mut upload) = (serde_json::Map::new(), None);
+        while let Some(part) = form.next_field().await.map_err(bad)? {
+            let name = part.name().unwrap_or_default().to_owned();
+            match part.file_name().map(|f| f.rsplit(['/', '\\']).next().unwrap_or_default().to_owned()) {
+                Some(filename) if upload.is_none() => {
+                    let content_type = part.content_type().map(str::to_owned);
+                    let data = part.bytes().await.map_err(bad)?.to_vec();
+                    upload = Some(types::Upload { field: name, filename, content_type, data });
+                }
+                Some(_) => return Err(ApiError::BadRequest("one file per request".into())),
+                None => {
+                    let text = part.text().await.map_err(bad)?;
+                    if text.contains('\0') || name.contains('\0') {
+                        return Err(ApiError::BadRequest("NUL characters are not allowed in form fields".into()));
+                    }
+                    fields.insert(name, serde_json::Value::String(text));
+                }
+            }
+        }
+        let json = (!fields.is_empty()).then(|| serde_json::Value::Object(fields).to_string());
+        Ok(PluginBody { json, upload })
     }
 }
 

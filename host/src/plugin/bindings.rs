@@ -17,7 +17,7 @@ mod generated {
     });
 }
 
-pub use generated::PluginPre;
 pub use generated::tidings::plugin::log as wit_log;
 pub use generated::tidings::plugin::store as wit_store;
 pub use generated::tidings::plugin::types as wit;
+pub use generated::{Plugin, PluginPre};

@@ -15,8 +15,9 @@ use wasmtime::{
 };
 use wasmtime_wasi::WasiCtx;
 
+use crate::db::records::ElementFields;
 use crate::db::{self, Dialect};
-use crate::plugin::bindings::{PluginPre, wit};
+use crate::plugin::bindings::{Plugin, PluginPre, wit};
 use crate::plugin::ctx::PluginCtx;
 use crate::plugin::host_api::{self, log::LogState, store::StoreState};
 use crate::plugin::stats::Stats;
@@ -64,6 +65,8 @@ pub struct Runtime {
     linker: Linker<PluginCtx>,
     limits: Limits,
     dialect: Dialect,
+    /// The element-indexed fields, shared with the [`crate::db::Db`].
+    elements: ElementFields,
     /// Where precompiled artifacts are cached; `None` compiles every time.
     cache_dir: Option<std::path::PathBuf>,
 }
@@ -101,6 +104,7 @@ impl Runtime {
     pub fn new(
         limits: Limits,
         dialect: Dialect,
+        elements: ElementFields,
         cache_dir: Option<std::path::PathBuf>,
     ) -> wasmtime::Result<Arc<Runtime>> {
         let mut pool = PoolingAllocationConfig::default();
@@ -129,7 +133,7 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         host_api::link(&mut linker)?;
         spawn_epoch_ticker(&engine);
-        Ok(Arc::new(Runtime { engine, linker, limits, dialect, cache_dir }))
+        Ok(Arc::new(Runtime { engine, linker, limits, dialect, elements, cache_dir }))
     }
 
     /// Count a call toward isolation: `faulted` after a trap or invalid output, otherwise
@@ -228,23 +232,19 @@ impl Runtime {
         req: &wit::Request,
         tx: db::Tx,
     ) -> (Result<wit::Response, Error>, Option<db::Tx>) {
-        if let Some(retry_after) = plugin.stats.isolated_for() {
-            let isolated = Error::Isolated { plugin: plugin.descriptor.name.clone(), retry_after };
-            return (Err(isolated), Some(tx));
-        }
-        plugin.stats.calls.fetch_add(1, Ordering::Relaxed);
-        let started = Instant::now();
-        let name = &plugin.descriptor.name;
-        let mut store = self.new_store(name, Some(tx), Arc::clone(&plugin.readable));
-        let result = async {
-            let instance = plugin.pre.instantiate_async(&mut store).await?;
-            instance.tidings_plugin_handler().call_handle(&mut store, req).await
-        }
-        .await;
-        let ctx = store.data_mut();
-        let (tx, host_error) = (ctx.store.tx.take(), ctx.store.host_error.take());
-        plugin.stats.record_latency(started.elapsed());
-        (self.outcome(plugin, result, host_error), tx)
+        self.call(plugin, tx, async |store, instance| instance.tidings_plugin_handler().call_handle(store, req).await)
+            .await
+    }
+
+    /// Run `run-task` on a fresh instance, like [`Runtime::handle`].
+    pub async fn run_task(
+        &self,
+        plugin: &LoadedPlugin,
+        req: &wit::TaskRequest,
+        tx: db::Tx,
+    ) -> (Result<wit::Response, Error>, Option<db::Tx>) {
+        self.call(plugin, tx, async |store, instance| instance.tidings_plugin_handler().call_run_task(store, req).await)
+            .await
     }
 
     /// Run `on-socket-event` on a fresh instance, reading inside `tx`.
@@ -254,22 +254,40 @@ impl Runtime {
         req: &wit::SocketRequest,
         tx: db::Tx,
     ) -> Result<String, Error> {
-        if let Some(retry_after) = plugin.stats.isolated_for() {
-            return Err(Error::Isolated { plugin: plugin.descriptor.name.clone(), retry_after });
-        }
-        plugin.stats.calls.fetch_add(1, Ordering::Relaxed);
-        let mut store = self.new_store(&plugin.descriptor.name, Some(tx), Arc::clone(&plugin.readable));
-        let result = async {
-            let instance = plugin.pre.instantiate_async(&mut store).await?;
-            instance.tidings_plugin_handler().call_on_socket_event(&mut store, req).await
-        }
-        .await;
-        let host_error = store.data_mut().store.host_error.take();
-        let outcome = self.outcome(plugin, result, host_error);
+        let (outcome, _) = self
+            .call(plugin, tx, async |store, instance| {
+                instance.tidings_plugin_handler().call_on_socket_event(store, req).await
+            })
+            .await;
         if outcome.is_ok() {
             self.record_outcome(plugin, false);
         }
         outcome
+    }
+
+    /// Call one export on a fresh instance with `tx` for its reads, counting the call and its
+    /// latency; the transaction comes back unless the call lost it.
+    async fn call<T>(
+        &self,
+        plugin: &LoadedPlugin,
+        tx: db::Tx,
+        export: impl AsyncFnOnce(&mut Store<PluginCtx>, Plugin) -> wasmtime::Result<Result<T, wit::PluginError>>,
+    ) -> (Result<T, Error>, Option<db::Tx>) {
+        if let Some(retry_after) = plugin.stats.isolated_for() {
+            let isolated = Error::Isolated { plugin: plugin.descriptor.name.clone(), retry_after };
+            return (Err(isolated), Some(tx));
+        }
+        plugin.stats.calls.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let mut store = self.new_store(&plugin.descriptor.name, Some(tx), Arc::clone(&plugin.readable));
+        let result = match plugin.pre.instantiate_async(&mut store).await {
+            Ok(instance) => export(&mut store, instance).await,
+            Err(err) => Err(err),
+        };
+        let ctx = store.data_mut();
+        let (tx, host_error) = (ctx.store.tx.take(), ctx.store.host_error.take());
+        plugin.stats.record_latency(started.elapsed());
+        (self.outcome(plugin, result, host_error), tx)
     }
 
     fn outcome<T>(
@@ -315,7 +333,7 @@ impl Runtime {
                 .table_elements(100_000)
                 .trap_on_grow_failure(true)
                 .build(),
-            store: StoreState::new(tx, self.dialect, readable, limits.max_bytes_read),
+            store: StoreState::new(tx, self.dialect, self.elements.clone(), readable, limits.max_bytes_read),
             log: LogState::new(plugin),
         };
         let mut store = Store::new(&self.engine, ctx);

@@ -43,8 +43,9 @@ mod response;
 
 pub use bindings::tidings::plugin::log::Level;
 pub use bindings::tidings::plugin::types::{
-    Access, Action, Actor, Change, Comparison, Condition, Descriptor, Grants, Index, Method, Notification, Order,
-    PluginError, Role, SocketRequest, StoreError, StoredRecord, Target, User, Value as FieldValue, Write,
+    Access, Action, Actor, Change, Comparison, Condition, Descriptor, Grants, Index, IndexKind, Method, Notification,
+    Order, PluginError, Role, SocketRequest, StoreError, StoredRecord, Target, Task, TaskRequest, Upload, User,
+    Value as FieldValue, Write,
 };
 pub use record::{Query, Record, get, new_id};
 pub use request::{MAX_TEXT_CHARS, Request, field};
@@ -55,7 +56,7 @@ pub use serde_json::{Value, json};
 pub mod prelude {
     pub use crate::{
         Access, Comparison, Descriptor, FieldValue, Method, Notification, Plugin, PluginError, Query, Record, Request,
-        Response, Result, SocketRequest, Target, Value, ensure, get, json,
+        Response, Result, SocketRequest, Target, TaskRequest, Value, ensure, get, json,
     };
 }
 
@@ -74,6 +75,12 @@ pub trait Plugin {
     /// object is merged into the acknowledgement `{"state": "success", ...}`.
     fn on_socket_event(req: SocketRequest) -> Result<Value> {
         Err(PluginError::NotFound(format!("no socket event {}", req.event)))
+    }
+
+    /// Run a background task that a response asked for with [`Response::spawn`]. Its
+    /// writes and notifications commit in a transaction of their own.
+    fn run_task(req: TaskRequest) -> Result<Response> {
+        Err(PluginError::NotFound(format!("no task {}", req.name)))
     }
 }
 
@@ -95,6 +102,11 @@ macro_rules! export {
             }
             fn on_socket_event(req: $crate::SocketRequest) -> $crate::Result<String> {
                 <$plugin as $crate::Plugin>::on_socket_event(req).map(|v| v.to_string())
+            }
+            fn run_task(
+                req: $crate::TaskRequest,
+            ) -> $crate::Result<$crate::bindings::tidings::plugin::types::Response> {
+                <$plugin as $crate::Plugin>::run_task(req).map(Into::into)
             }
         }
 
@@ -157,9 +169,16 @@ impl Descriptor {
         self
     }
 
-    /// Ask the host to index a field of this plugin's records for queries.
+    /// Ask the host to index a field of this plugin's records for comparisons, `in` and
+    /// ordering.
     pub fn index(mut self, field: &str) -> Self {
-        self.indexes.push(Index { field: field.into() });
+        self.indexes.push(Index { field: field.into(), kind: IndexKind::Value });
+        self
+    }
+
+    /// Ask the host to index each element of an array field, for [`Query::contains`].
+    pub fn index_elements(mut self, field: &str) -> Self {
+        self.indexes.push(Index { field: field.into(), kind: IndexKind::Elements });
         self
     }
 }

@@ -109,6 +109,24 @@ impl Query {
         self.filter(field, Comparison::Eq, value)
     }
 
+    /// The field equals one of `values` (a field of strings, or `id`).
+    pub fn is_in<S: Into<String>>(self, field: &str, values: impl IntoIterator<Item = S>) -> Self {
+        let values = values.into_iter().map(Into::into).collect();
+        self.filter(field, Comparison::In, FieldValue::Texts(values))
+    }
+
+    /// The array field holds `value`. The record type's plugin must declare
+    /// [`crate::Descriptor::index_elements`] on the field.
+    pub fn contains(self, field: &str, value: impl Into<String>) -> Self {
+        self.filter(field, Comparison::Contains, FieldValue::Text(value.into()))
+    }
+
+    /// The array field holds at least one of `values`.
+    pub fn contains_any<S: Into<String>>(self, field: &str, values: impl IntoIterator<Item = S>) -> Self {
+        let values = values.into_iter().map(Into::into).collect();
+        self.filter(field, Comparison::Contains, FieldValue::Texts(values))
+    }
+
     pub fn order_by(mut self, field: &str) -> Self {
         self.0.order_by = Some(Order { field: field.into(), descending: false });
         self

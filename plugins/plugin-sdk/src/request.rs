@@ -82,6 +82,11 @@ impl Request {
     pub fn socket_id(&self) -> Option<&str> {
         self.0.socket_id.as_deref()
     }
+
+    /// The file of a `multipart/form-data` request, if it had one.
+    pub fn upload(&self) -> Option<&crate::Upload> {
+        self.0.upload.as_ref()
+    }
 }
 
 /// The most characters a text field read with [`field`] may hold. Records are listed whole,

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::bindings::tidings::plugin::types::{self, Delete, Upsert};
-use crate::{Notification, Record, Write};
+use crate::{Notification, Record, Task, Write};
 
 /// A successful outcome. The host applies the writes in order inside the request's
 /// transaction, commits, answers with the status and body, then emits the notifications.
@@ -13,6 +13,7 @@ pub struct Response {
     body: Option<String>,
     writes: Vec<Write>,
     notifications: Vec<Notification>,
+    tasks: Vec<Task>,
 }
 
 impl Response {
@@ -69,6 +70,13 @@ impl Response {
         self
     }
 
+    /// Run `name` in the background after the commit, with `input`; see [`crate::Plugin::run_task`].
+    pub fn spawn(mut self, name: &str, input: &impl Serialize) -> Self {
+        let input = serde_json::to_string(input).expect("a JSON value always serializes");
+        self.tasks.push(Task { name: name.into(), input });
+        self
+    }
+
     /// Emit a notification after the commit.
     pub fn notify(mut self, notification: Notification) -> Self {
         self.notifications.push(notification);
@@ -78,6 +86,12 @@ impl Response {
 
 impl From<Response> for types::Response {
     fn from(r: Response) -> Self {
-        types::Response { status: r.status, body: r.body, writes: r.writes, notifications: r.notifications }
+        types::Response {
+            status: r.status,
+            body: r.body,
+            writes: r.writes,
+            notifications: r.notifications,
+            tasks: r.tasks,
+        }
     }
 }

@@ -19,6 +19,7 @@ pub struct StoreState {
     /// The request's transaction; taken back by the runtime after the call.
     pub tx: Option<db::Tx>,
     dialect: Dialect,
+    elements: records::ElementFields,
     /// Record types this plugin may read.
     readable: Arc<BTreeSet<String>>,
     bytes_read: usize,
@@ -28,8 +29,14 @@ pub struct StoreState {
 }
 
 impl StoreState {
-    pub fn new(tx: Option<db::Tx>, dialect: Dialect, readable: Arc<BTreeSet<String>>, max_bytes_read: usize) -> Self {
-        StoreState { tx, dialect, readable, bytes_read: 0, max_bytes_read, host_error: None }
+    pub fn new(
+        tx: Option<db::Tx>,
+        dialect: Dialect,
+        elements: records::ElementFields,
+        readable: Arc<BTreeSet<String>>,
+        max_bytes_read: usize,
+    ) -> Self {
+        StoreState { tx, dialect, elements, readable, bytes_read: 0, max_bytes_read, host_error: None }
     }
 
     fn check_readable(&self, record_type: &str) -> Result<(), wit::StoreError> {
@@ -90,8 +97,8 @@ impl wit_store::Host for StoreState {
             return Ok(Err(denied));
         }
         let query = from_wit_query(q);
-        let dialect = self.dialect;
-        let found = match records::find(self.conn()?, dialect, &query).await {
+        let (dialect, elements) = (self.dialect, self.elements.clone());
+        let found = match records::find(self.conn()?, dialect, &elements, &query).await {
             Ok(Ok(found)) => found,
             Ok(Err(invalid)) => return Ok(Err(wit::StoreError::InvalidQuery(invalid.to_string()))),
             Err(err) => return Err(self.host_failure(err)),
@@ -133,6 +140,8 @@ fn from_wit_query(q: wit::Query) -> records::Query {
                     wit::Comparison::Le => records::Op::Le,
                     wit::Comparison::Gt => records::Op::Gt,
                     wit::Comparison::Ge => records::Op::Ge,
+                    wit::Comparison::In => records::Op::In,
+                    wit::Comparison::Contains => records::Op::Contains,
                 },
                 value: match c.value {
                     wit::Value::Null => records::Value::Null,
@@ -140,6 +149,7 @@ fn from_wit_query(q: wit::Query) -> records::Query {
                     wit::Value::Integer(i) => records::Value::Int(i),
                     wit::Value::Float(f) => records::Value::Float(f),
                     wit::Value::Text(t) => records::Value::Text(t),
+                    wit::Value::Texts(t) => records::Value::Texts(t),
                 },
             })
             .collect(),

@@ -1,0 +1,156 @@
+//! The task runner: background work that plugins ask for in a response (an import, say).
+//!
+//! A task is stored in the transaction of the request that asked for it, so it exists exactly
+//! when that request committed. One runner task takes stored tasks in order and calls the
+//! plugin's `run-task` in a transaction of its own; the run's writes, notifications and the
+//! removal of the task commit together. A run that does not complete (the plugin refused or
+//! faulted, or the process stopped) leaves the task stored and is tried again; the attempt is
+//! counted before each run, so a crash counts too. The last attempt is a run with `failure`
+//! set, so that the plugin can record why the work did not happen (e.g. a job ends ERROR);
+//! if even that does not complete, the task is dropped and the failure logged.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::clock::{Clock, iso};
+use crate::db::tasks::{self, StoredTask};
+use crate::db::{self, Db};
+use crate::dispatch::{self, DispatchError};
+use crate::notifications::Notifier;
+use crate::plugin::{Registry, Runtime, types};
+
+/// Runs before the final, failure-recording run.
+pub const MAX_ATTEMPTS: i64 = 3;
+
+/// How often the runner looks for tasks without being woken.
+const TICK: Duration = Duration::from_secs(1);
+
+/// Wakes the runner after a commit that stored tasks.
+#[derive(Clone, Default)]
+pub struct TaskWaker(Arc<Notify>);
+
+impl TaskWaker {
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+}
+
+pub struct TaskRunner {
+    pub db: Db,
+    pub clock: Clock,
+    pub runtime: Arc<Runtime>,
+    pub plugins: Arc<Registry>,
+    pub notifier: Notifier,
+    pub waker: TaskWaker,
+}
+
+impl TaskRunner {
+    /// Run stored tasks until the server stops, starting with those a previous process left.
+    pub fn start(self) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                match tasks::pending(&self.db.pool, 16).await {
+                    Ok(pending) if !pending.is_empty() => {
+                        for task in pending {
+                            self.run(task).await;
+                        }
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(err) => tracing::error!(%err, "reading the stored tasks failed"),
+                }
+                let _ = tokio::time::timeout(TICK, self.waker.0.notified()).await;
+            }
+        })
+    }
+
+    /// One attempt at `task`.
+    async fn run(&self, task: StoredTask) {
+        let attempt = match tasks::start_attempt(&self.db.pool, &task.id).await {
+            Ok(attempt) => attempt,
+            Err(err) => {
+                tracing::error!(%err, task = task.id, "counting a task attempt failed");
+                tokio::time::sleep(TICK).await;
+                return;
+            }
+        };
+        let last = attempt > MAX_ATTEMPTS;
+        let failure = last
+            .then(|| task.last_error.clone().unwrap_or_else(|| "the server stopped while the task was running".into()));
+        let result = self.attempt(&task, attempt, failure).await;
+        let outcome = match result {
+            Ok(outcome) => {
+                if !outcome.notifications.is_empty() {
+                    self.notifier.committed();
+                }
+                tracing::info!(plugin = task.plugin, task = task.name, attempt, "task completed");
+                return;
+            }
+            Err(err) => err,
+        };
+        let message = outcome.to_string();
+        tracing::warn!(plugin = task.plugin, task = task.name, attempt, error = message, "task attempt failed");
+        let recorded = if last {
+            tracing::error!(plugin = task.plugin, task = task.name, "task dropped after its last attempt");
+            tasks::remove(&self.db.pool, &task.id).await
+        } else {
+            tasks::record_error(&self.db.pool, &task.id, &message).await
+        };
+        if let Err(err) = recorded {
+            tracing::error!(%err, task = task.id, "recording a task failure failed");
+        }
+        // Back off a little, so a failing task does not spin.
+        tokio::time::sleep(Duration::from_millis(100 << attempt.clamp(0, 4))).await;
+    }
+
+    async fn attempt(
+        &self,
+        task: &StoredTask,
+        attempt: i64,
+        failure: Option<String>,
+    ) -> Result<dispatch::Outcome, DispatchError> {
+        let plugin = self.plugins.active(&task.plugin).ok_or_else(|| {
+            DispatchError::Plugin(crate::plugin::Error::Guest(types::PluginError::NotFound(format!(
+                "plugin {} is not loaded",
+                task.plugin
+            ))))
+        })?;
+        let now = iso(self.clock.now());
+        let req = types::TaskRequest {
+            name: task.name.clone(),
+            input: task.input.clone(),
+            now: now.clone(),
+            attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
+            failure,
+        };
+        let tx = self.db.begin_write().await?;
+        let (result, tx) = self.runtime.run_task(&plugin, &req, tx).await;
+        let response = result?;
+        let tx = tx.ok_or_else(|| DispatchError::Db(db::Error::Corrupt("the task's transaction was lost".into())))?;
+        // A task has no caller: no session to address, no socket to skip.
+        let context = types::Request {
+            actor: types::Actor::Anonymous,
+            action: format!("task {}", task.name),
+            params: Vec::new(),
+            query: Vec::new(),
+            body: None,
+            now: now.clone(),
+            socket_id: None,
+            upload: None,
+        };
+        let checked = dispatch::check(&plugin, response, &context, false)
+            .and_then(
+                |checked| {
+                    if checked.tasks.is_empty() { Ok(checked) } else { Err("a task may not start tasks".into()) }
+                },
+            )
+            .map_err(|message| dispatch::fault(&self.runtime, &plugin, message))?;
+        self.runtime.record_outcome(&plugin, false);
+        let mut tx = tx;
+        tasks::remove(&mut *tx, &task.id).await?;
+        dispatch::commit(&self.db, tx, &plugin, checked, &now).await
+    }
+}

@@ -1,0 +1,176 @@
+//! Host services for plugins beyond one request: list queries (`in`, `contains` over an
+//! element index), uploads, and background tasks that survive a restart. Shown with the
+//! `work-batches` test guest.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::{Backend, Client, TestHost, both_backends};
+
+both_backends!(
+    list_queries_find_records_by_element_and_by_value,
+    an_upload_starts_a_task_that_commits_after_the_response,
+    a_task_that_keeps_failing_ends_with_its_failure_recorded,
+    a_task_left_by_a_stopped_host_runs_after_the_restart,
+);
+
+/// Upload a batch with `tags` and the task `mode`; returns its id.
+async fn upload(client: &Client, tags: &str, mode: &str) -> String {
+    let (status, batch) = client
+        .upload("/api/v1/batches", &[("tags", tags), ("mode", mode)], ("file", "lines.txt", b"a\nb\nc\n".to_vec()))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{batch}");
+    assert_eq!((batch["state"].as_str(), batch["filename"].as_str()), (Some("PENDING"), Some("lines.txt")));
+    batch["id"].as_str().unwrap().to_owned()
+}
+
+/// The batch as the last notification about it showed it, once it is no longer PENDING.
+async fn settled(host: &TestHost, id: &str) -> Value {
+    for _ in 0..200 {
+        let last = host
+            .notified_since(0)
+            .await
+            .into_iter()
+            .rev()
+            .find(|n| n["message"]["record"]["id"] == id)
+            .map(|n| n["message"]["record"].clone());
+        if let Some(batch) = last.filter(|b| b["state"] != "PENDING") {
+            return batch;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("batch {id} never settled");
+}
+
+async fn ids(client: &Client, path: &str) -> Vec<String> {
+    let (status, ids) = client.get(path).await;
+    assert_eq!(status, StatusCode::OK, "{path}: {ids}");
+    serde_json::from_value(ids).unwrap()
+}
+
+fn sorted(mut ids: Vec<String>) -> Vec<String> {
+    ids.sort();
+    ids
+}
+
+async fn list_queries_find_records_by_element_and_by_value(backend: Backend) {
+    let host = TestHost::start(backend).await;
+    let admin = host.admin().await;
+    let red = upload(&admin, "red,blue", "ok").await;
+    let blue = upload(&admin, "blue", "ok").await;
+    let plain = upload(&admin, "", "refuse").await;
+
+    assert_eq!(ids(&admin, "/api/v1/batches/tagged/red").await, vec![red.clone()]);
+    assert_eq!(ids(&admin, "/api/v1/batches/tagged/blue").await, sorted(vec![red.clone(), blue.clone()]));
+    assert_eq!(ids(&admin, "/api/v1/batches/tagged/green").await, Vec::<String>::new());
+    assert_eq!(ids(&admin, "/api/v1/batches/any?tags[]=red&tags[]=green").await, vec![red.clone()]);
+    assert_eq!(ids(&admin, "/api/v1/batches/any").await, Vec::<String>::new(), "an empty list matches nothing");
+    let by_ids = format!("/api/v1/batches/by_ids?ids[]={red}&ids[]={plain}&ids[]=missing");
+    assert_eq!(ids(&admin, &by_ids).await, sorted(vec![red.clone(), plain.clone()]));
+
+    // The element index follows every write: the task rewrites each batch (same tags), and
+    // `by_state` sees the new values.
+    settled(&host, &red).await;
+    settled(&host, &blue).await;
+    assert_eq!(ids(&admin, "/api/v1/batches/tagged/blue").await, sorted(vec![red.clone(), blue.clone()]));
+    assert_eq!(ids(&admin, "/api/v1/batches/by_state?states[]=DONE").await, sorted(vec![red, blue]));
+    host.stop().await;
+}
+
+async fn an_upload_starts_a_task_that_commits_after_the_response(backend: Backend) {
+    let host = TestHost::start(backend).await;
+    let (user, _) = host.user("USER").await;
+    let id = upload(&user, "", "ok").await;
+    let batch = settled(&host, &id).await;
+    assert_eq!((batch["state"].as_str(), batch["lines"].as_u64()), (Some("DONE"), Some(3)), "{batch}");
+    assert_eq!(batch["log"], "attempt 1");
+    let notified: Vec<Value> = host.notified_since(0).await.into_iter().map(|n| n["event"].clone()).collect();
+    assert_eq!(notified, vec![json!("NEW_RECORD"), json!("CHANGED_RECORD")]);
+    assert_eq!(stored_tasks(&host).await, 0, "a completed task is removed with its run's commit");
+    host.stop().await;
+}
+
+async fn a_task_that_keeps_failing_ends_with_its_failure_recorded(backend: Backend) {
+    let host = TestHost::start(backend).await;
+    let admin = host.admin().await;
+    for mode in ["trap", "refuse"] {
+        let id = upload(&admin, "", mode).await;
+        let batch = settled(&host, &id).await;
+        assert_eq!(batch["state"], "ERROR", "{batch}");
+        let log = batch["log"].as_str().unwrap();
+        assert!(log.starts_with("attempt 4: "), "three runs, then the failure run: {log}");
+        let expected = if mode == "trap" { "plugin" } else { "asked to refuse" };
+        assert!(log.contains(expected), "the reason is the last attempt's error: {log}");
+    }
+    assert_eq!(stored_tasks(&host).await, 0);
+    // The plugin keeps serving.
+    let id = upload(&admin, "", "ok").await;
+    assert_eq!(settled(&host, &id).await["state"], "DONE");
+    host.stop().await;
+}
+
+async fn a_task_left_by_a_stopped_host_runs_after_the_restart(backend: Backend) {
+    let host = TestHost::start(backend).await;
+    let admin = host.admin().await;
+    let resumed = upload(&admin, "", "ok").await;
+    let given_up = upload(&admin, "", "ok").await;
+    settled(&host, &resumed).await;
+    settled(&host, &given_up).await;
+    // Put both back as a host that stopped mid-run would leave them: the batch PENDING and
+    // its task stored, one after its first attempt, one after its last.
+    let position = host.log_position().await;
+    let host = host
+        .restart_after(async |pool| {
+            for (id, attempts) in [(&resumed, 1i64), (&given_up, 3)] {
+                sqlx::query(
+                    "UPDATE records SET data = replace(data, '\"state\":\"DONE\"', '\"state\":\"PENDING\"') \
+                     WHERE id = $1",
+                )
+                .bind(id)
+                .execute(pool)
+                .await
+                .unwrap();
+                let input = json!({ "id": id, "text": "1\n2\n", "mode": "ok" }).to_string();
+                sqlx::query(
+                    "INSERT INTO tasks (id, plugin, name, input, attempts, last_error, created_at) \
+                     VALUES ($1, 'work-batches', 'count', $2, $3, NULL, '2026-01-01T00:00:00.000Z')",
+                )
+                .bind(format!("task-{id}"))
+                .bind(input)
+                .bind(attempts)
+                .execute(pool)
+                .await
+                .unwrap();
+            }
+        })
+        .await;
+    let after = |id: &String| {
+        let id = id.clone();
+        let host = &host;
+        async move {
+            for _ in 0..200 {
+                if let Some(n) =
+                    host.notified_since(position).await.into_iter().find(|n| n["message"]["record"]["id"] == id)
+                {
+                    return n["message"]["record"].clone();
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("no notification for {id} after the restart");
+        }
+    };
+    let batch = after(&resumed).await;
+    assert_eq!((batch["state"].as_str(), batch["lines"].as_u64()), (Some("DONE"), Some(2)), "{batch}");
+    assert_eq!(batch["log"], "attempt 2");
+    let batch = after(&given_up).await;
+    assert_eq!(batch["state"], "ERROR", "{batch}");
+    assert_eq!(batch["log"], "attempt 4: the server stopped while the task was running");
+    assert_eq!(stored_tasks(&host).await, 0);
+    host.stop().await;
+}
+
+async fn stored_tasks(host: &TestHost) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM tasks").fetch_one(&host.server.state.db.pool).await.unwrap()
+}
