@@ -2,10 +2,13 @@
 //! server on `127.0.0.1:0`, once on SQLite and once on PostgreSQL.
 
 mod auth;
+mod jobs;
 mod operators;
 mod plugins;
 mod properties;
 mod records;
+mod registration_periods;
+mod subscriptions;
 mod support;
 mod tidy;
 mod work;
