@@ -11,8 +11,8 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::db::notifications::{self as log, LoggedNotification};
-use crate::db::records;
 use crate::db::{self, Db};
+use crate::db::{records, users};
 use crate::notifications::{ADMIN_ROOM, ALL_ROOM, session_room, user_room};
 use crate::plugin::types::{Change, Notification, Response, Target, Write};
 use crate::plugin::{self, FaultKind, LoadedPlugin, Runtime, types};
@@ -108,6 +108,13 @@ pub async fn commit(
     now: &str,
 ) -> Result<Outcome, DispatchError> {
     for write in &checked.writes {
+        check_user_write(&mut tx, write).await.map_err(|message| {
+            DispatchError::Plugin(plugin::Error::Fault {
+                plugin: plugin.descriptor.name.clone(),
+                kind: FaultKind::InvalidOutput,
+                message,
+            })
+        })??;
         match records::apply(&mut tx, &db.elements, write, now).await {
             Ok(applied) => applied.map_err(|e| DispatchError::Conflict(e.to_string()))?,
             Err(err) if err.is_value_too_large() => {
@@ -136,6 +143,39 @@ pub async fn commit(
     }
     tx.commit().await.map_err(db::Error::from)?;
     Ok(Outcome { status: checked.status, body: checked.body, notifications: logged, tasks: checked.tasks.len() })
+}
+
+/// `USER` records mirror the host's accounts: a plugin (with the grant) may change the other
+/// fields of an existing one, never create or delete one, nor change the account's fields.
+/// `Err` is invalid output; `Ok(Err)` a database failure.
+async fn check_user_write(tx: &mut db::Tx, write: &records::Write) -> Result<Result<(), db::Error>, String> {
+    let records::Write::Upsert { record_type, id, data, expected_version } = write else {
+        return match write {
+            records::Write::Delete { record_type, .. } if record_type == users::USER_RECORD_TYPE => {
+                Err("USER records are deleted by the host only".into())
+            }
+            _ => Ok(Ok(())),
+        };
+    };
+    if record_type != users::USER_RECORD_TYPE {
+        return Ok(Ok(()));
+    }
+    if expected_version.is_none() {
+        return Err("USER records are created by the host only".into());
+    }
+    let account = match users::by_id(&mut **tx, id).await {
+        Ok(Some(account)) => account,
+        Ok(None) => return Err(format!("there is no user {id}")),
+        Err(err) => return Ok(Err(err)),
+    };
+    let data: Value = serde_json::from_str(data).unwrap_or_default();
+    let host_values = [&account.email, &account.first_name, &account.last_name, &account.role];
+    for (field, expected) in users::HOST_FIELDS.iter().zip(host_values) {
+        if data.get(field).and_then(Value::as_str) != Some(expected.as_str()) {
+            return Err(format!("USER field {field} is the host's and cannot be changed by a plugin"));
+        }
+    }
+    Ok(Ok(()))
 }
 
 /// Append a notification to the log inside `tx`, giving it the next offset.

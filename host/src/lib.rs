@@ -45,7 +45,7 @@ const SOCKET_BUFFER_PACKETS: usize = 1024;
 const SOCKET_MAX_INCOMING_BYTES: u64 = 64 * 1024;
 
 /// Collections the host serves itself; no plugin may claim them.
-pub const RESERVED_COLLECTIONS: &[&str] = &["admin", "auth", "logout", "user", "users"];
+pub const RESERVED_COLLECTIONS: &[&str] = &["admin", "auth", "logout", "user"];
 
 /// The plugins compiled into the binary by `build.rs`: `(file name, component bytes)`.
 pub mod bundled {
@@ -81,6 +81,7 @@ impl Server {
         {
             tracing::info!(email, "created the bootstrap admin");
         }
+        db::users::mirror_missing(&db).await.context("mirroring users into USER records")?;
         let runtime =
             Runtime::new(config.limits.clone(), db.dialect, db.elements.clone(), Some(config.data_dir.join("cache")))
                 .map_err(|e| anyhow::anyhow!("{e:#}"))?;

@@ -11,4 +11,5 @@ mod registration_periods;
 mod subscriptions;
 mod support;
 mod tidy;
+mod users;
 mod work;

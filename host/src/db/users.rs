@@ -91,3 +91,70 @@ pub async fn set_role(conn: &mut sqlx::AnyConnection, id: &str, role: &str, now:
     }
     by_id(conn, id).await
 }
+
+/// The record type under which users are visible to plugins.
+pub const USER_RECORD_TYPE: &str = "USER";
+
+/// The fields of a `USER` record that mirror the account and only the host writes.
+pub const HOST_FIELDS: [&str; 4] = ["email", "firstName", "lastName", "role"];
+
+/// Mirror `user` into its `USER` record (created with the profile defaults of events-api's
+/// user, or updated keeping the fields plugins own), inside the caller's transaction.
+/// Returns the record as the API shows it.
+pub async fn mirror(
+    conn: &mut sqlx::AnyConnection,
+    elements: &super::records::ElementFields,
+    user: &UserRow,
+    now: &str,
+) -> Result<serde_json::Value> {
+    use super::records::{self, Write};
+    let existing = records::get(conn, USER_RECORD_TYPE, &user.id).await?;
+    let mut data = match &existing {
+        Some(record) => serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&record.data)
+            .map_err(|e| super::Error::Corrupt(format!("USER {}: {e}", user.id)))?,
+        None => serde_json::json!({
+            "untisId": null,
+            "notifyOnEventUpdate": false,
+            "notifyAdminOnReviewRequest": false,
+            "notifyAdminOnReviewDecision": false,
+        })
+        .as_object()
+        .cloned()
+        .unwrap_or_default(),
+    };
+    for (field, value) in HOST_FIELDS.iter().zip([&user.email, &user.first_name, &user.last_name, &user.role]) {
+        data.insert((*field).to_owned(), value.clone().into());
+    }
+    let write = Write::Upsert {
+        record_type: USER_RECORD_TYPE.into(),
+        id: user.id.clone(),
+        data: serde_json::Value::Object(data.clone()).to_string(),
+        expected_version: existing.as_ref().map(|r| r.version),
+    };
+    // Users are changed by one host operation at a time; a conflict here is a database fault.
+    records::apply(conn, elements, &write, now)
+        .await?
+        .map_err(|e| super::Error::Corrupt(format!("mirroring user {}: {e}", user.id)))?;
+    let created_at = existing.map_or_else(|| now.to_owned(), |r| r.created_at);
+    data.insert("id".into(), user.id.clone().into());
+    data.insert("createdAt".into(), created_at.into());
+    data.insert("updatedAt".into(), now.into());
+    Ok(serde_json::Value::Object(data))
+}
+
+/// Mirror every user that has no `USER` record yet (users created before the mirror existed).
+pub async fn mirror_missing(db: &super::Db) -> Result<()> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM users WHERE id NOT IN (SELECT id FROM records WHERE record_type = '{USER_RECORD_TYPE}')"
+    ));
+    let missing: Vec<UserRow> = sqlx::query_as(sql).fetch_all(&db.pool).await?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut tx = db.begin_write().await?;
+    for user in &missing {
+        mirror(&mut tx, &db.elements, user, &user.updated_at).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}

@@ -5,8 +5,8 @@ use axum::Json;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
@@ -120,15 +120,17 @@ pub async fn set_role(
     State(state): State<AppState>,
     CurrentUser(session): CurrentUser,
     Path(id): Path<String>,
+    headers: HeaderMap,
     JsonBody(body): JsonBody<RoleBody>,
-) -> Result<Json<sessions::User>, ApiError> {
+) -> Result<Json<serde_json::Value>, ApiError> {
     if !session.is_admin() {
         return Err(ApiError::Forbidden("only admins change roles".into()));
     }
-    let (user, _) = sessions::set_role(&state.db, &state.clock, &id, body.data.role).await?;
+    let socket = headers.get(crate::http::SOCKET_ID_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (user, record) = sessions::set_role(&state.db, &state.clock, &id, body.data.role, socket).await?;
     state.notifier.set_admin(&user.id, user.role == sessions::Role::Admin).await;
     state.notifier.committed();
-    Ok(Json(user))
+    Ok(Json(record))
 }
 
 #[derive(Deserialize)]

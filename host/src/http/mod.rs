@@ -17,6 +17,9 @@ use axum::routing::{any, get, post, put};
 
 pub use error::ApiError;
 
+/// The header naming the requester's socket, whose notifications are not echoed to it.
+pub const SOCKET_ID_HEADER: &str = "x-metadata-socketid";
+
 use crate::sessions::origin::{cross_site, origin_allowed};
 use crate::state::AppState;
 
@@ -26,7 +29,8 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/login", post(auth::login))
         .route("/logout", post(auth::logout))
         .route("/user", get(auth::current_user))
-        .route("/users", post(auth::create_user))
+        // The host creates users; the other methods go to the plugin serving `users`.
+        .route("/users", post(auth::create_user).fallback(records::dispatch_users))
         .route("/users/{id}/set_role", put(auth::set_role))
         .route("/admin/clock", put(auth::set_clock))
         .route("/admin/plugins", get(plugins::list))

@@ -18,8 +18,7 @@ use crate::plugin::types::{self, Access, Actor, Role};
 use crate::sessions::extract::MaybeUser;
 use crate::state::AppState;
 
-/// The header naming the requester's socket, whose notifications are not echoed to it.
-const SOCKET_ID_HEADER: &str = "x-metadata-socketid";
+use crate::http::SOCKET_ID_HEADER;
 
 pub async fn dispatch_root(
     state: State<AppState>,
@@ -31,6 +30,18 @@ pub async fn dispatch_root(
     body: PluginBody,
 ) -> Result<Response, ApiError> {
     run(state, user, method, collection, "/".into(), query, headers, body).await
+}
+
+/// `/api/v1/users` for every method but the host's `POST` (user creation).
+pub async fn dispatch_users(
+    state: State<AppState>,
+    user: MaybeUser,
+    method: Method,
+    query: WithRejection<Query<Vec<(String, String)>>, ApiError>,
+    headers: HeaderMap,
+    body: PluginBody,
+) -> Result<Response, ApiError> {
+    run(state, user, method, "users".into(), "/".into(), query, headers, body).await
 }
 
 pub async fn dispatch(

@@ -142,8 +142,9 @@ pub async fn create_user(db: &Db, clock: &Clock, new: NewUser) -> Result<User, A
     let hash = hash_password(new.password).await?;
     let id = uuid::Uuid::new_v4().to_string();
     let now = iso(clock.now());
+    let mut tx = db.begin_write().await?;
     let row = db_users::insert(
-        &db.pool,
+        &mut *tx,
         db_users::NewUser {
             id: &id,
             email,
@@ -159,6 +160,8 @@ pub async fn create_user(db: &Db, clock: &Clock, new: NewUser) -> Result<User, A
         db::Error::Conflict(_) => AuthError::Conflict("a user with this e-mail exists".into()),
         other => AuthError::Db(other),
     })?;
+    db_users::mirror(&mut tx, &db.elements, &row, &now).await?;
+    tx.commit().await.map_err(db::Error::from)?;
     Ok(row.into())
 }
 
@@ -199,33 +202,36 @@ pub async fn authenticate(db: &Db, clock: &Clock, token: &str) -> Result<Option<
     Ok(Some(Arc::new(Session { id: row.session_id, user: row.user.into() })))
 }
 
-/// Change a user's role and log the `CHANGED_RECORD USER` notification to that user in the
-/// same transaction. Returns the user and the logged notification.
+/// Change a user's role (and its `USER` record) and log the `CHANGED_RECORD USER`
+/// notification to that user in the same transaction, skipping the requester's socket
+/// (`exclude_socket`, from `x-metadata-socketid`). Returns the user and the record.
 pub async fn set_role(
     db: &Db,
     clock: &Clock,
     user_id: &str,
     role: Role,
-) -> Result<(User, crate::db::notifications::LoggedNotification), AuthError> {
+    exclude_socket: Option<String>,
+) -> Result<(User, serde_json::Value), AuthError> {
     let now = iso(clock.now());
     let mut tx = db.begin_write().await?;
-    let user: User = db_users::set_role(&mut tx, user_id, role.as_str(), &now)
+    let row = db_users::set_role(&mut tx, user_id, role.as_str(), &now)
         .await?
-        .ok_or_else(|| AuthError::NotFound(format!("no user {user_id}")))?
-        .into();
+        .ok_or_else(|| AuthError::NotFound(format!("no user {user_id}")))?;
+    let record = db_users::mirror(&mut tx, &db.elements, &row, &now).await?;
+    let user: User = row.into();
     let mut payload = serde_json::Map::new();
-    payload.insert("type".into(), "USER".into());
-    payload.insert("record".into(), serde_json::to_value(&user).expect("a user serializes"));
+    payload.insert("type".into(), db_users::USER_RECORD_TYPE.into());
+    payload.insert("record".into(), record.clone());
     let notification = crate::dispatch::CheckedNotification {
         event: "CHANGED_RECORD",
         record_type: "USER".into(),
         payload,
         rooms: vec![crate::notifications::user_room(&user.id)],
-        exclude_socket: None,
+        exclude_socket,
     };
-    let logged = crate::dispatch::append_notification(&mut tx, notification, &now).await?;
+    crate::dispatch::append_notification(&mut tx, notification, &now).await?;
     tx.commit().await.map_err(db::Error::from)?;
-    Ok((user, logged))
+    Ok((user, record))
 }
 
 /// End a session server-side.

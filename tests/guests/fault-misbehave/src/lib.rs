@@ -21,10 +21,14 @@ impl Plugin for Misbehave {
             "huge-body",
             "flood",
             "other-session",
+            "escalate",
         ];
         actions.iter().fold(Descriptor::new("fault-misbehave", "FAULT", "faults", "0.1.0"), |d, a| {
             d.action(a, Method::Post, &format!("/{a}"), Access::SignedIn)
         })
+        // Granted, so that `escalate` meets the host's own rule on USER records.
+        .reads("USER")
+        .writes("USER")
     }
 
     fn handle(req: Request) -> Result<Response> {
@@ -66,6 +70,12 @@ impl Plugin for Misbehave {
             "other-session" => {
                 let note = Notification::created("FAULT", &record.id, &json).to(Target::Session("someone-else".into()));
                 Ok(stored.notify(note))
+            }
+            "escalate" => {
+                let user = req.require_user()?;
+                let mut me = get::<Value>("USER", &user.id)?.ok_or_else(|| PluginError::NotFound(user.id.clone()))?;
+                me.data["role"] = json!("ADMIN");
+                Ok(Response::ok(&me.to_json()).update(&me))
             }
             other => Err(PluginError::NotFound(format!("no action {other}"))),
         }
