@@ -16,6 +16,7 @@ both_backends!(
     dates_must_run_forwards,
     users_cannot_change_periods,
     admins_delete_periods,
+    a_period_opens_submissions_for_its_departments,
 );
 
 const PERIODS: &str = "/api/v1/registration_periods";
@@ -316,5 +317,46 @@ async fn admins_delete_periods(backend: Backend) {
     let (status, _) = admin.delete(&format!("{PERIODS}/{id}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(host.notified_since(position).await.len(), 1);
+    host.stop().await;
+}
+
+/// Through the `EVENT` plugin, which finds the periods of an event's departments by the
+/// element index this plugin declares on `departmentIds`.
+async fn a_period_opens_submissions_for_its_departments(backend: Backend) {
+    let host = TestHost::start(backend).await;
+    // Sessions follow the host clock: sign in once it is pinned.
+    host.admin().await.put("/api/v1/admin/clock", &json!({ "now": "2027-03-15T00:00:00.000Z" })).await;
+    let admin = host.admin().await;
+    let (user, _) = host.user("USER").await;
+    let (_, department) = admin.post("/api/v1/departments", &json!({ "name": "Gymnasium" })).await;
+    let department = department["id"].as_str().unwrap();
+    let body = json!({
+        "name": "SJ27", "start": "2027-03-01", "end": "2027-03-31",
+        "eventRangeStart": "2027-04-01", "eventRangeEnd": "2027-07-31",
+    });
+    let (_, period) = admin.post(PERIODS, &body).await;
+    let path = format!("{PERIODS}/{}", period["id"].as_str().unwrap());
+
+    let submit = async || {
+        let (status, event) = user
+            .post("/api/v1/events", &json!({ "start": "2027-05-03T08:00:00.000Z", "end": "2027-05-03T10:00:00.000Z" }))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{event}");
+        let id = event["id"].as_str().unwrap();
+        let (status, event) =
+            user.put(&format!("/api/v1/events/{id}"), &json!({ "data": { "departmentIds": [department] } })).await;
+        assert_eq!(status, StatusCode::OK, "{event}");
+        let (status, _) =
+            user.post("/api/v1/events/change_state", &json!({ "data": { "ids": [id], "state": "REVIEW" } })).await;
+        status
+    };
+
+    assert_eq!(submit().await, StatusCode::BAD_REQUEST, "the period has no departments yet");
+    let (status, _) = admin.put(&path, &json!({ "data": { "departmentIds": [department] } })).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(submit().await, StatusCode::CREATED, "open for the department");
+    let (status, _) = admin.put(&path, &json!({ "data": { "departmentIds": [] } })).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(submit().await, StatusCode::BAD_REQUEST, "the department was taken out again");
     host.stop().await;
 }
