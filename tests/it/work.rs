@@ -1,6 +1,7 @@
-//! Host services for plugins beyond one request: list queries (`in`, `contains` over an
-//! element index), uploads, and background tasks that survive a restart. Shown with the
-//! `work-batches` test guest.
+//! Host services that the events-api port asked for, for every plugin: list queries (`in`,
+//! `contains` over an element index), uploads, background tasks that survive a restart
+//! (shown with the `work-batches` test guest), and user views outside a collection
+//! (`notify-rooms`' `GET /api/v1/user/notes`).
 
 use std::time::Duration;
 
@@ -14,7 +15,23 @@ both_backends!(
     an_upload_starts_a_task_that_commits_after_the_response,
     a_task_that_keeps_failing_ends_with_its_failure_recorded,
     a_task_left_by_a_stopped_host_runs_after_the_restart,
+    a_plugin_serves_a_user_view_outside_its_collection,
 );
+
+async fn a_plugin_serves_a_user_view_outside_its_collection(backend: Backend) {
+    let host = TestHost::start(backend).await;
+    let (user, _) = host.user("USER").await;
+    let (status, _) = user.post("/api/v1/notes", &json!({ "targets": [] })).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(user.get("/api/v1/user/notes").await, (StatusCode::OK, json!({ "count": 1 })));
+    // The host's own `/user` is untouched; other views do not exist; anonymous callers get 401.
+    let (status, me) = user.get("/api/v1/user").await;
+    assert_eq!((status, me["role"].as_str()), (StatusCode::OK, Some("USER")));
+    assert_eq!(user.get("/api/v1/user/nothing").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(user.post("/api/v1/user/notes", &json!({})).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(host.anonymous().get("/api/v1/user/notes").await.0, StatusCode::UNAUTHORIZED);
+    host.stop().await;
+}
 
 /// Upload a batch with `tags` and the task `mode`; returns its id.
 async fn upload(client: &Client, tags: &str, mode: &str) -> String {

@@ -71,9 +71,17 @@ async fn run(
     let hidden = |session: &Option<_>| {
         if session.is_none() { ApiError::Unauthorized } else { ApiError::NotFound("no such route".into()) }
     };
-    let Some(plugin) = state.plugins.by_collection(&collection) else { return Err(hidden(&session)) };
     let Some(wit_method) = wit_method(&method) else { return Err(hidden(&session)) };
-    let Some(route) = plugin.route(wit_method, &path) else { return Err(hidden(&session)) };
+    // A collection's own routes, or a plugin's view under `/api/v1/user/`.
+    let absolute = format!("/api/v1/{collection}{path}");
+    let plugin = match state.plugins.by_collection(&collection) {
+        Some(plugin) => plugin,
+        None => state.plugins.user_view(wit_method, &absolute).ok_or_else(|| hidden(&session))?,
+    };
+    let route = plugin
+        .route(wit_method, &path)
+        .or_else(|| plugin.user_view(wit_method, &absolute))
+        .ok_or_else(|| hidden(&session))?;
     match (route.action.access, &session) {
         (Access::Public, _) => {}
         (_, None) => return Err(ApiError::Unauthorized),

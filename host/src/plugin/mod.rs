@@ -19,5 +19,5 @@ mod stats;
 pub use bindings::wit as types;
 pub use error::{Error, FaultKind, LoadError, refusal_message};
 pub use registry::Registry;
-pub use runtime::{Limits, LoadedPlugin, RouteMatch, Runtime};
+pub use runtime::{Limits, LoadedPlugin, RouteMatch, Runtime, USER_VIEWS};
 pub use stats::{BUCKETS_US, Stats};

@@ -41,6 +41,12 @@ impl Registry {
         self.current.load().by_socket_event.get(event).cloned()
     }
 
+    /// The plugin serving `method` at `path` as a user view (see [`crate::plugin::USER_VIEWS`]).
+    pub fn user_view(&self, method: crate::plugin::types::Method, path: &str) -> Option<Arc<LoadedPlugin>> {
+        let current = self.current.load();
+        current.active.values().find(|p| p.user_view(method, path).is_some()).cloned()
+    }
+
     /// The serving version of the plugin `name`.
     pub fn active(&self, name: &str) -> Option<Arc<LoadedPlugin>> {
         self.current.load().active.get(name).cloned()
@@ -98,7 +104,10 @@ fn check_clashes(current: &Snapshot, plugin: &LoadedPlugin) -> Result<(), LoadEr
     let d = &plugin.descriptor;
     for other in current.active.values().filter(|o| o.descriptor.name != d.name) {
         let o = &other.descriptor;
-        let clash = if o.collection == d.collection {
+        let shared_view = plugin.user_views_overlap(other);
+        let clash = if let Some(view) = shared_view {
+            Some(format!("user view {view}"))
+        } else if o.collection == d.collection {
             Some(format!("collection {:?}", d.collection))
         } else if o.record_type == d.record_type {
             Some(format!("record type {:?}", d.record_type))

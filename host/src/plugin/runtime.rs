@@ -82,7 +82,9 @@ pub struct LoadedPlugin {
     pub installed_by: String,
     pub stats: Stats,
     pre: PluginPre<PluginCtx>,
+    /// Actions by method: paths relative to the collection, and `/api/v1/user/...` views.
     routes: HashMap<Method, matchit::Router<usize>>,
+    user_views: HashMap<Method, matchit::Router<usize>>,
     readable: Arc<BTreeSet<String>>,
     writable: BTreeSet<String>,
 }
@@ -168,7 +170,7 @@ impl Runtime {
         if first != second {
             return Err(LoadError::Describe("describe() answered differently on two calls".into()));
         }
-        let routes = validate(&first)?;
+        let (routes, user_views) = validate(&first)?;
         let readable: BTreeSet<String> =
             first.grants.read.iter().chain(&first.grants.write).chain([&first.record_type]).cloned().collect();
         let writable = first.grants.write.iter().chain([&first.record_type]).cloned().collect();
@@ -180,6 +182,7 @@ impl Runtime {
             stats: Stats::default(),
             pre,
             routes,
+            user_views,
             readable: Arc::new(readable),
             writable,
         })
@@ -352,9 +355,40 @@ impl Runtime {
 impl LoadedPlugin {
     /// The action serving `method` at `path` (relative to the collection, starting with `/`).
     pub fn route(&self, method: wit::Method, path: &str) -> Option<RouteMatch<'_>> {
-        let matched = self.routes.get(&method_key(method))?.at(path).ok()?;
+        Self::matched(&self.routes, &self.descriptor, method, path)
+    }
+
+    /// The action serving `method` at the absolute `path` under [`USER_VIEWS`], if this plugin
+    /// declared one.
+    pub fn user_view(&self, method: wit::Method, path: &str) -> Option<RouteMatch<'_>> {
+        Self::matched(&self.user_views, &self.descriptor, method, path)
+    }
+
+    /// A user view that both plugins would serve (for the same method), if any.
+    pub fn user_views_overlap(&self, other: &LoadedPlugin) -> Option<String> {
+        let sample = |path: &str| {
+            path.split('/').map(|seg| if seg.starts_with(':') { "_" } else { seg }).collect::<Vec<_>>().join("/")
+        };
+        let one_way = |a: &LoadedPlugin, b: &LoadedPlugin| {
+            a.descriptor
+                .actions
+                .iter()
+                .filter(|action| action.path.starts_with(USER_VIEWS))
+                .find(|action| b.user_view(action.method, &sample(&action.path)).is_some())
+                .map(|action| action.path.clone())
+        };
+        one_way(self, other).or_else(|| one_way(other, self))
+    }
+
+    fn matched<'a>(
+        routes: &HashMap<Method, matchit::Router<usize>>,
+        descriptor: &'a wit::Descriptor,
+        method: wit::Method,
+        path: &str,
+    ) -> Option<RouteMatch<'a>> {
+        let matched = routes.get(&method_key(method))?.at(path).ok()?;
         let params = matched.params.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
-        Some(RouteMatch { action: &self.descriptor.actions[*matched.value], params })
+        Some(RouteMatch { action: &descriptor.actions[*matched.value], params })
     }
 
     /// Whether the plugin's grants let it write and notify about `record_type`.
@@ -373,8 +407,15 @@ fn classify(err: &wasmtime::Error) -> FaultKind {
     }
 }
 
-/// Check a descriptor and build its routing table.
-fn validate(d: &wit::Descriptor) -> Result<HashMap<Method, matchit::Router<usize>>, LoadError> {
+/// The one place outside its collection where a plugin may serve actions: the signed-in
+/// user's views of its records, e.g. events-api's `GET /api/v1/user/events`. An action whose
+/// path starts with this prefix is served at that absolute path.
+pub const USER_VIEWS: &str = "/api/v1/user/";
+
+type Routes = HashMap<Method, matchit::Router<usize>>;
+
+/// Check a descriptor and build its routing tables: relative paths, and user views.
+fn validate(d: &wit::Descriptor) -> Result<(Routes, Routes), LoadError> {
     let invalid = |m: String| Err(LoadError::InvalidDescriptor(m));
     let is_ident = |s: &str, upper: bool| {
         !s.is_empty()
@@ -403,7 +444,7 @@ fn validate(d: &wit::Descriptor) -> Result<HashMap<Method, matchit::Router<usize
             return invalid(format!("granted record type {granted:?} is not a record type name"));
         }
     }
-    let mut routes: HashMap<Method, matchit::Router<usize>> = HashMap::new();
+    let (mut routes, mut user_views) = (Routes::new(), Routes::new());
     let mut names = BTreeSet::new();
     for (i, action) in d.actions.iter().enumerate() {
         if !names.insert(action.name.as_str()) {
@@ -422,7 +463,14 @@ fn validate(d: &wit::Descriptor) -> Result<HashMap<Method, matchit::Router<usize
             })
             .collect::<Vec<_>>()
             .join("/");
-        routes
+        let table = match action.path.strip_prefix(USER_VIEWS) {
+            Some("") => {
+                return invalid(format!("action {:?}: a user view needs a name after {USER_VIEWS}", action.name));
+            }
+            Some(_) => &mut user_views,
+            None => &mut routes,
+        };
+        table
             .entry(method_key(action.method))
             .or_default()
             .insert(pattern, i)
@@ -438,7 +486,7 @@ fn validate(d: &wit::Descriptor) -> Result<HashMap<Method, matchit::Router<usize
             return invalid(format!("index: {e}"));
         }
     }
-    Ok(routes)
+    Ok((routes, user_views))
 }
 
 /// Load a precompiled component artifact.

@@ -18,6 +18,8 @@ impl Plugin for NotifyRooms {
     fn describe() -> Descriptor {
         Descriptor::new("notify-rooms", "NOTE", "notes", "0.1.0")
             .action("create", Method::Post, "/", Access::SignedIn)
+            // A user view: served at this absolute path, outside the collection.
+            .action("mine", Method::Get, "/api/v1/user/notes", Access::SignedIn)
             .socket_event("notes:count")
     }
 
@@ -33,6 +35,9 @@ impl Plugin for NotifyRooms {
 
     fn handle(req: Request) -> Result<Response> {
         let user = req.require_user()?;
+        if req.action() == "mine" {
+            return Ok(Response::ok(&json!({ "count": Query::new("NOTE").fetch::<Value>()?.len() })));
+        }
         let note: Note = req.body()?;
         let mut targets = Vec::new();
         for target in &note.targets {
