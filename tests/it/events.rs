@@ -38,6 +38,8 @@ both_backends!(
     registration_periods_gate_submissions_by_users,
     change_state_is_atomic,
     importing_creates_a_job_that_ends_with_draft_events,
+    an_import_of_900_rows_fits_and_more_end_the_job_error,
+    a_task_that_cannot_complete_ends_its_job_error,
     overlapping_events_share_time_and_an_audience,
 );
 
@@ -1061,6 +1063,72 @@ async fn importing_creates_a_job_that_ends_with_draft_events(backend: Backend) {
     assert_eq!(failed["state"], "ERROR");
     assert!(failed["log"].as_str().unwrap().starts_with("Missing column: start"), "{failed}");
     assert_eq!(host.stored("EVENT").await, 3);
+    host.stop().await;
+}
+
+async fn an_import_of_900_rows_fits_and_more_end_the_job_error(backend: Backend) {
+    let host = TestHost::start(backend).await;
+    let (user, _) = host.user("USER").await;
+    let file = |rows: usize| {
+        let mut csv = String::from("start,end,description,location,classes\n");
+        for row in 0..rows {
+            let day = 1 + row % 28;
+            csv.push_str(&format!("2027-03-{day:02} 08:00,2027-03-{day:02} 09:00,Event {row},Room {row},26Ga 26Gb\n"));
+        }
+        csv.into_bytes()
+    };
+    let path = format!("{EVENTS}/import?type=V1");
+    let (status, job) = user.upload(&path, &[], ("terminplan", "big.csv", file(900))).await;
+    assert_eq!(status, StatusCode::OK, "{job}");
+    let done = finished_job(&host, id_of(&job)).await;
+    assert!(done["log"].as_str().unwrap().starts_with("# Success: 900/900 events imported"), "{done}");
+    assert_eq!(host.stored("EVENT").await, 900);
+
+    let (_, job) = user.upload(&path, &[], ("terminplan", "bigger.csv", file(901))).await;
+    let failed = finished_job(&host, id_of(&job)).await;
+    assert_eq!(
+        (&failed["state"], &failed["log"]),
+        (&json!("ERROR"), &json!("Too many rows: an import creates at most 900 events"))
+    );
+    assert_eq!(host.stored("EVENT").await, 900);
+    host.stop().await;
+}
+
+/// The host runs a task that keeps failing once more with `failure` set; the import then
+/// ends its job ERROR with the reason and imports nothing. The task is stored as a request
+/// would have left it after its last ordinary attempt.
+async fn a_task_that_cannot_complete_ends_its_job_error(backend: Backend) {
+    let host = TestHost::start(backend).await;
+    let (_, me) = host.user("USER").await;
+    let job = insert_record(
+        &host,
+        "JOB",
+        json!({ "type": "IMPORT", "state": "PENDING", "userId": me["id"], "semesterId": null, "syncDate": null,
+                "description": "", "filename": "t.csv", "log": "" }),
+        SEEDED,
+    )
+    .await;
+    let input = json!({ "jobId": job, "csv": "start,end,description\n2027-03-04,2027-03-04,x\n" });
+    sqlx::query(
+        "INSERT INTO tasks (id, plugin, name, input, attempts, last_error, created_at) \
+         VALUES ($1, 'event', 'import', $2, $3, 'the plugin timed out', $4)",
+    )
+    .bind(uuid::Uuid::new_v4().to_string())
+    .bind(input.to_string())
+    .bind(host::tasks::MAX_ATTEMPTS)
+    .bind(SEEDED)
+    .execute(&host.server.state.db.pool)
+    .await
+    .unwrap();
+    host.server.state.tasks.wake();
+    let position = host.log_position().await;
+    let failed = finished_job(&host, &job).await;
+    assert_eq!((&failed["state"], &failed["log"]), (&json!("ERROR"), &json!("the plugin timed out")));
+    assert_eq!(host.stored("EVENT").await, 0);
+    let notes = host.notified_since(position).await;
+    assert_eq!(notes.len(), 1);
+    assert_eq!((&notes[0]["message"]["record"]["state"], &notes[0]["to"]), (&json!("ERROR"), &json!(["all"])));
+    assert_eq!(notes[0]["message"]["record"]["events"], json!([]));
     host.stop().await;
 }
 

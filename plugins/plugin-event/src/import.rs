@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use chrono::{NaiveDate, NaiveDateTime};
 use events_model::audience::{Department, all_departments};
-use events_model::event::{Audience, Event, TeachingAffected, sorted_set};
+use events_model::event::{Audience, Event, TeachingAffected, api_events, sorted_set};
 use events_model::{Changes, EVENT, JOB};
 use plugin_sdk::{
     MAX_TEXT_CHARS, Notification, PluginError, Record, Request, Response, Result, Target, TaskRequest, Value, get,
@@ -123,7 +123,8 @@ pub fn run(req: &TaskRequest) -> Result<Response> {
     }
     job.touch(&req.now);
     let mut json = job.to_json();
-    json["events"] = Value::Array(changes.api_events(&events)?);
+    // New events have no versions yet: no need to look any up.
+    json["events"] = Value::Array(api_events(&events, &BTreeMap::new()));
     let response =
         Response::no_content().update(&job).notify(Notification::changed(JOB, &job.id, &json).to(Target::All));
     Ok(changes.into_response(response))
