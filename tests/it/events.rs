@@ -726,13 +726,23 @@ async fn forbidden_transitions_change_nothing(backend: Backend) {
             let before = stored(&host, "EVENT", &event).await;
             let (status, body) = change_state(client, &[&event], to).await;
             assert_eq!(status, expected, "{role}: {from} → {to}: {body}");
+            let message = match from {
+                _ if expected == StatusCode::FORBIDDEN => "Forbidden",
+                "DRAFT" => "Draft can only be set to review",
+                "REVIEW" => "Review can only be set to Published or to Refused",
+                "PUBLISHED" => "PUBLISHED state is immutable",
+                _ => "REFUSED state is immutable",
+            };
+            assert_eq!(body["error"], message, "{role}: {from} → {to}");
             assert_eq!(stored(&host, "EVENT", &event).await, before);
         }
     }
     // Others' events, unknown ids and unknown states.
     let foreign = seed_event(&host, &admin_id, "DRAFT", json!({ "departmentIds": [department] })).await;
-    assert_eq!(change_state(&user, &[&foreign], "REVIEW").await.0, StatusCode::FORBIDDEN);
-    assert_eq!(change_state(&user, &["missing"], "REVIEW").await.0, StatusCode::NOT_FOUND);
+    let (status, body) = change_state(&user, &[&foreign], "REVIEW").await;
+    assert_eq!((status, &body["error"]), (StatusCode::FORBIDDEN, &json!("Not authorized")));
+    let (status, body) = change_state(&user, &["missing"], "REVIEW").await;
+    assert_eq!((status, &body["error"]), (StatusCode::NOT_FOUND, &json!("Event not found")));
     assert_eq!(change_state(&user, &[&foreign], "ARCHIVED").await.0, StatusCode::BAD_REQUEST);
     assert_eq!(host.notified_since(position).await, Vec::<Value>::new());
     host.stop().await;
