@@ -87,16 +87,16 @@ impl RegistrationPeriod {
         if let Some(description) = field(changes, "description")? {
             self.description = description;
         }
-        if let Some(start) = date_field(changes, "start")? {
+        if let Some(start) = js_date::field(changes, "start")? {
             self.start = start;
         }
-        if let Some(end) = date_field(changes, "end")? {
+        if let Some(end) = js_date::field(changes, "end")? {
             self.end = end;
         }
-        if let Some(event_range_start) = date_field(changes, "eventRangeStart")? {
+        if let Some(event_range_start) = js_date::field(changes, "eventRangeStart")? {
             self.event_range_start = event_range_start;
         }
-        if let Some(event_range_end) = date_field(changes, "eventRangeEnd")? {
+        if let Some(event_range_end) = js_date::field(changes, "eventRangeEnd")? {
             self.event_range_end = event_range_end;
         }
         if let Some(is_open) = field(changes, "isOpen")? {
@@ -145,10 +145,10 @@ fn create(req: &Request) -> Result<Response> {
     // Deviation: a missing field fails Prisma's validation in the original (a 500); here it
     // is a 400 naming the field.
     let name = field(&body, "name")?.ok_or_else(|| required("name"))?;
-    let start = date_field(&body, "start")?.ok_or_else(|| required("start"))?;
-    let end = date_field(&body, "end")?.ok_or_else(|| required("end"))?;
-    let event_range_start = date_field(&body, "eventRangeStart")?.ok_or_else(|| required("eventRangeStart"))?;
-    let event_range_end = date_field(&body, "eventRangeEnd")?.ok_or_else(|| required("eventRangeEnd"))?;
+    let start = js_date::field(&body, "start")?.ok_or_else(|| required("start"))?;
+    let end = js_date::field(&body, "end")?.ok_or_else(|| required("end"))?;
+    let event_range_start = js_date::field(&body, "eventRangeStart")?.ok_or_else(|| required("eventRangeStart"))?;
+    let event_range_end = js_date::field(&body, "eventRangeEnd")?.ok_or_else(|| required("eventRangeEnd"))?;
 
     let period = RegistrationPeriod {
         name,
@@ -232,45 +232,6 @@ fn required(name: &str) -> PluginError {
     PluginError::InvalidInput(format!("{name} is required"))
 }
 
-/// A date field, normalised by [`js_date::parse`]; 400 naming the field when it is not a date.
-fn date_field(object: &Map<String, Value>, name: &str) -> Result<Option<DateTime<Utc>>> {
-    field::<String>(object, name)?
-        .map(|text| {
-            js_date::parse(&text).ok_or_else(|| {
-                PluginError::InvalidInput(format!(
-                    "{name}: expected an ISO 8601 date such as 2026-11-27T06:31:27.123Z, got {text:?}"
-                ))
-            })
-        })
-        .transpose()
-}
-
-/// Dates as JavaScript's `toISOString` writes them, `2026-11-27T06:31:27.123Z`: UTC with
-/// exactly three fractional digits, so stored dates compare correctly as text (the EVENT
-/// plugin compares them in queries).
-mod js_date {
-    use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
-    use serde::{Deserialize, Deserializer, Serializer, de};
-
-    /// An RFC 3339 date-time with any offset, or a bare `YYYY-MM-DD` (midnight UTC, as
-    /// JavaScript's `Date` reads it), truncated to milliseconds.
-    pub fn parse(text: &str) -> Option<DateTime<Utc>> {
-        let date = match DateTime::parse_from_rfc3339(text) {
-            Ok(date) => date.with_timezone(&Utc),
-            Err(_) => NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?.and_hms_opt(0, 0, 0)?.and_utc(),
-        };
-        DateTime::from_timestamp_millis(date.timestamp_millis())
-    }
-
-    pub fn serialize<S: Serializer>(date: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&date.to_rfc3339_opts(SecondsFormat::Millis, true))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        parse(&text).ok_or_else(|| de::Error::custom(format!("not an ISO 8601 date: {text:?}")))
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -68,13 +68,13 @@ impl Semester {
         if let Some(name) = field(changes, "name")? {
             self.name = name;
         }
-        if let Some(start) = date_field(changes, "start")? {
+        if let Some(start) = js_date::field(changes, "start")? {
             self.start = start;
         }
-        if let Some(end) = date_field(changes, "end")? {
+        if let Some(end) = js_date::field(changes, "end")? {
             self.end = end;
         }
-        if let Some(untis_sync_date) = date_field(changes, "untisSyncDate")? {
+        if let Some(untis_sync_date) = js_date::field(changes, "untisSyncDate")? {
             self.untis_sync_date = untis_sync_date;
         }
         Ok(())
@@ -113,8 +113,8 @@ fn find(req: &Request) -> Result<Record<Semester>> {
 fn create(req: &Request) -> Result<Response> {
     let body: Map<String, Value> = req.body()?;
     let name = field(&body, "name")?.ok_or_else(|| required("name"))?;
-    let start = date_field(&body, "start")?.ok_or_else(|| required("start"))?;
-    let end = date_field(&body, "end")?.ok_or_else(|| required("end"))?;
+    let start = js_date::field(&body, "start")?.ok_or_else(|| required("start"))?;
+    let end = js_date::field(&body, "end")?.ok_or_else(|| required("end"))?;
 
     let midpoint = start.timestamp_millis() + (end.timestamp_millis() - start.timestamp_millis()) / 2;
     let untis_sync_date = DateTime::from_timestamp_millis(midpoint).expect("between two valid dates");
@@ -162,48 +162,3 @@ fn required(name: &str) -> PluginError {
     PluginError::InvalidInput(format!("{name} is required"))
 }
 
-/// A date field, normalised by [`js_date::parse`]; 400 naming the field when it is not a date.
-fn date_field(object: &Map<String, Value>, name: &str) -> Result<Option<DateTime<Utc>>> {
-    field::<String>(object, name)?
-        .map(|text| {
-            js_date::parse(&text).ok_or_else(|| {
-                PluginError::InvalidInput(format!(
-                    "{name}: expected an ISO 8601 date such as 2026-11-27T06:31:27.123Z, got {text:?}"
-                ))
-            })
-        })
-        .transpose()
-}
-
-/// Dates as JavaScript's `toISOString` writes them, `2026-11-27T06:31:27.123Z`: UTC with
-/// exactly three fractional digits, so stored dates compare correctly as text.
-mod js_date {
-    use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
-    use serde::{Deserialize, Deserializer, Serializer, de};
-
-    /// An RFC 3339 date-time with any offset, or a bare `YYYY-MM-DD` (midnight UTC, as
-    /// JavaScript's `Date` reads it), truncated to milliseconds.
-    ///
-    /// Deviation: the original passes the body's dates to `new Date()` (create) or to Prisma
-    /// (update), which accept slightly different sets of formats; this one set serves both.
-    pub fn parse(text: &str) -> Option<DateTime<Utc>> {
-        let date = match DateTime::parse_from_rfc3339(text) {
-            Ok(date) => date.with_timezone(&Utc),
-            Err(_) => NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?.and_hms_opt(0, 0, 0)?.and_utc(),
-        };
-        DateTime::from_timestamp_millis(date.timestamp_millis())
-    }
-
-    pub fn format(date: &DateTime<Utc>) -> String {
-        date.to_rfc3339_opts(SecondsFormat::Millis, true)
-    }
-
-    pub fn serialize<S: Serializer>(date: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&format(date))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        parse(&text).ok_or_else(|| de::Error::custom(format!("not an ISO 8601 date: {text:?}")))
-    }
-}
