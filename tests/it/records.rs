@@ -9,6 +9,7 @@ use crate::support::{Backend, TestHost, both_backends};
 both_backends!(
     department_crud_round_trip,
     department_rules_refuse_and_change_nothing,
+    a_department_with_events_is_not_deleted,
     semester_dates_are_validated_and_sync_date_is_the_midpoint,
     routes_need_a_session_unless_public,
 );
@@ -82,6 +83,31 @@ async fn department_rules_refuse_and_change_nothing(backend: Backend) {
     assert_eq!((host.stored("DEPARTMENT").await, host.logged_notifications().await), before);
     let (_, after) = admin.get(&format!("/api/v1/departments/{id}")).await;
     assert_eq!(after, existing, "the refused update left the record as it was");
+    host.stop().await;
+}
+
+async fn a_department_with_events_is_not_deleted(backend: Backend) {
+    let host = TestHost::start(backend).await;
+    let admin = host.admin().await;
+    let (_, department) = admin.post("/api/v1/departments", &json!({ "name": "Gymnasium" })).await;
+    let id = department["id"].as_str().unwrap();
+    let times = json!({ "start": "2026-09-01T08:00:00.000Z", "end": "2026-09-01T10:00:00.000Z" });
+    let (status, event) = admin.post("/api/v1/events", &times).await;
+    assert_eq!(status, StatusCode::CREATED, "{event}");
+    let event_path = format!("/api/v1/events/{}", event["id"].as_str().unwrap());
+    let (status, _) = admin.put(&event_path, &json!({ "data": { "departmentIds": [id] } })).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let position = host.log_position().await;
+    let (status, error) = admin.delete(&format!("/api/v1/departments/{id}")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert_eq!(error["error"], "Cannot delete department with classes or events");
+    assert!(host.notified_since(position).await.is_empty());
+    assert_eq!(admin.get(&format!("/api/v1/departments/{id}")).await.0, StatusCode::OK);
+
+    // Without the event it goes.
+    assert_eq!(admin.delete(&event_path).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(admin.delete(&format!("/api/v1/departments/{id}")).await.0, StatusCode::NO_CONTENT);
     host.stop().await;
 }
 

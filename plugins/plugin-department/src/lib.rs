@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Map;
 
 const DEPARTMENT: &str = "DEPARTMENT";
+const EVENT: &str = "EVENT";
 
 struct Departments;
 plugin_sdk::export!(Departments);
@@ -30,6 +31,8 @@ impl Plugin for Departments {
             .action("create", Method::Post, "/", Access::Admin)
             .action("update", Method::Put, "/:id", Access::Admin)
             .action("destroy", Method::Delete, "/:id", Access::Admin)
+            // A department with events cannot be deleted.
+            .reads(EVENT)
             // Every field this plugin queries on.
             .index("name")
             .index("department1_Id")
@@ -209,9 +212,11 @@ fn destroy(req: &Request) -> Result<Response> {
     // we answer 404.
     let department = find(req)?;
 
-    // The original refuses (400 'Cannot delete department with classes or events') while
-    // Untis classes or events reference the department. Neither record type exists in
-    // Tidings yet; add the check here when they do.
+    // The original refuses while Untis classes or events reference the department. Untis
+    // classes are out of the port's scope; events are checked (soft-deleted ones count, as
+    // their rows still reference the department).
+    let has_events = Query::new(EVENT).contains("departmentIds", department.id.as_str()).first::<Value>()?.is_some();
+    ensure!(!has_events, PluginError::InvalidInput("Cannot delete department with classes or events".into()));
 
     // The links to this department are nulled, as the original's `ON DELETE SET NULL`
     // foreign keys do. Deviation: the original does that silently in the database; we also
