@@ -74,14 +74,12 @@ async fn run(
     let Some(wit_method) = wit_method(&method) else { return Err(hidden(&session)) };
     // A collection's own routes, or a plugin's view under `/api/v1/user/`.
     let absolute = format!("/api/v1/{collection}{path}");
-    let plugin = match state.plugins.by_collection(&collection) {
-        Some(plugin) => plugin,
-        None => state.plugins.user_view(wit_method, &absolute).ok_or_else(|| hidden(&session))?,
+    let (plugin, view) = match state.plugins.by_collection(&collection) {
+        Some(plugin) => (plugin, false),
+        None => (state.plugins.user_view(wit_method, &absolute).ok_or_else(|| hidden(&session))?, true),
     };
-    let route = plugin
-        .route(wit_method, &path)
-        .or_else(|| plugin.user_view(wit_method, &absolute))
-        .ok_or_else(|| hidden(&session))?;
+    let route = if view { plugin.user_view(wit_method, &absolute) } else { plugin.route(wit_method, &path) };
+    let route = route.ok_or_else(|| hidden(&session))?;
     match (route.action.access, &session) {
         (Access::Public, _) => {}
         (_, None) => return Err(ApiError::Unauthorized),

@@ -18,8 +18,10 @@ impl Plugin for NotifyRooms {
     fn describe() -> Descriptor {
         Descriptor::new("notify-rooms", "NOTE", "notes", "0.1.0")
             .action("create", Method::Post, "/", Access::SignedIn)
-            // A user view: served at this absolute path, outside the collection.
+            // A user view: served at this absolute path, outside the collection. The relative
+            // `/:id` must not catch it (`/notes` would be an id there).
             .action("mine", Method::Get, "/api/v1/user/notes", Access::SignedIn)
+            .action("find", Method::Get, "/:id", Access::SignedIn)
             .socket_event("notes:count")
     }
 
@@ -35,8 +37,10 @@ impl Plugin for NotifyRooms {
 
     fn handle(req: Request) -> Result<Response> {
         let user = req.require_user()?;
-        if req.action() == "mine" {
-            return Ok(Response::ok(&json!({ "count": Query::new("NOTE").fetch::<Value>()?.len() })));
+        match req.action() {
+            "mine" => return Ok(Response::ok(&json!({ "count": Query::new("NOTE").fetch::<Value>()?.len() }))),
+            "find" => return Err(PluginError::NotFound("notes are not read back".into())),
+            _ => {}
         }
         let note: Note = req.body()?;
         let mut targets = Vec::new();
