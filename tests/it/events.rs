@@ -142,6 +142,11 @@ fn changed(record: &Value, to: &str) -> Value {
     note("CHANGED_RECORD", "EVENT", record, to, false)
 }
 
+/// `CHANGED_RECORD` of an event to several rooms at once.
+fn changed_to(record: &Value, to: &[&str]) -> Value {
+    json!({ "event": "CHANGED_RECORD", "message": { "type": "EVENT", "record": record }, "to": to, "toSelf": false })
+}
+
 /// A `change_state` notification: to one room, to-self.
 fn state_note(record: &Value, to: &str) -> Value {
     note("CHANGED_RECORD", "EVENT", record, to, true)
@@ -387,12 +392,7 @@ async fn editing_a_draft_changes_it_in_place(backend: Backend) {
         member_client.put(&format!("{EVENTS}/{shared}"), &json!({ "data": { "location": "Aula" } })).await;
     assert_eq!(status, StatusCode::OK, "{event}");
     let to = [id_of(&member), me];
-    assert_eq!(
-        host.notified_since(position).await,
-        [
-            json!({ "event": "CHANGED_RECORD", "message": { "type": "EVENT", "record": event }, "to": to, "toSelf": false })
-        ]
-    );
+    assert_eq!(host.notified_since(position).await, [changed_to(&event, &to)]);
 
     let position = host.log_position().await;
     let before = stored(&host, "EVENT", &draft).await;
@@ -541,12 +541,7 @@ async fn normalizing_prunes_the_audience_of_drafts(backend: Backend) {
     assert_eq!(status, StatusCode::CREATED, "{event}");
     assert_eq!((&event["classes"], &event["classGroups"]), (&json!(["28Ga", "26Fb"]), &json!(["27F"])));
     let to = [id_of(&member), me];
-    assert_eq!(
-        host.notified_since(position).await,
-        [
-            json!({ "event": "CHANGED_RECORD", "message": { "type": "EVENT", "record": event }, "to": to, "toSelf": false })
-        ]
-    );
+    assert_eq!(host.notified_since(position).await, [changed_to(&event, &to)]);
 
     let position = host.log_position().await;
     let review = seed_event(&host, me, "REVIEW", json!({})).await;
@@ -598,8 +593,9 @@ async fn deleting_many_announces_drafts_to_their_author(backend: Backend) {
     seed_group(&host, "shared", &[author, id_of(&member)], &[&first, &second]).await;
 
     let position = host.log_position().await;
-    let (status, body) =
-        member_client.delete(&format!("{EVENTS}?ids[]={first}&ids[]={not_shared}&ids[]={second}&ids[]=missing")).await;
+    let (status, body) = member_client
+        .delete(&format!("{EVENTS}?ids[]={first}&ids[]={not_shared}&ids[]={second}&ids[]=missing&ids[]={first}"))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, json!([first, second]));
     assert_eq!(
@@ -972,7 +968,7 @@ async fn change_state_is_atomic(backend: Backend) {
     assert_eq!(stored(&host, "EVENT", &first).await.unwrap()["state"], "REVIEW", "nothing was applied");
     assert_eq!(host.notified_since(position).await, Vec::<Value>::new());
 
-    let (status, body) = change_state(&admin, &[&first, &second], "PUBLISHED").await;
+    let (status, body) = change_state(&admin, &[&first, &second, &first], "PUBLISHED").await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(ids(&body), [first.as_str(), second.as_str()]);
     assert_eq!(host.notified_since(position).await, [state_note(&body[0], "all"), state_note(&body[1], "all")]);

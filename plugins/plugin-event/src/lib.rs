@@ -411,9 +411,8 @@ fn destroy_many(req: &Request) -> Result<Response> {
     let user = req.require_user()?;
     let mut changes = Changes::new(req.now());
     let mut deleted = Vec::new();
-    let mut ids: Vec<&str> = req.query_all("ids[]").chain(req.query_all("ids")).collect();
-    ids.dedup();
-    for id in ids {
+    let mut seen = BTreeSet::new();
+    for id in req.query_all("ids[]").chain(req.query_all("ids")).filter(|id| seen.insert(*id)) {
         match find_record(&mut changes, Some(user), id, true) {
             Ok(event) => deleted.push(destroy_one(&mut changes, event, req.now())?),
             Err(PluginError::Internal(e)) => return Err(PluginError::Internal(e)),

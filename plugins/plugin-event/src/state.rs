@@ -25,13 +25,12 @@ struct Body {
     data: Data,
 }
 
+/// The body's `data`. The original also takes a `message` for its e-mails; Tidings sends no
+/// e-mail, so it is ignored like any other unknown field.
 #[derive(Deserialize)]
 struct Data {
     ids: Vec<String>,
     state: EventState,
-    /// The reviewer's message for the original's e-mails; Tidings sends no e-mail.
-    #[allow(dead_code)]
-    message: Option<String>,
 }
 
 /// What one state change did (`setState`'s result).
@@ -56,7 +55,9 @@ pub fn change_state(req: &Request) -> Result<Response> {
     let data = req.body::<Body>()?.data;
     let mut changes = Changes::new(req.now());
     let mut outcomes = Vec::new();
-    for id in &data.ids {
+    let mut seen = BTreeSet::new();
+    // Each id once: a repeated id would otherwise meet its own first change.
+    for id in data.ids.iter().filter(|id| seen.insert(id.as_str())) {
         outcomes.push(set_state(&mut changes, user, id, data.state, req.now())?);
     }
 
