@@ -278,6 +278,8 @@ async fn the_user_view_lists_own_events_except_published_roots(backend: Backend)
     assert_eq!(listed(&admin).await, set(&[&review, &refused, &others_review]));
     let (status, _) = host.anonymous().get("/api/v1/user/events").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = user.get(&format!("{EVENTS}/events")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "the view is not an event");
     host.stop().await;
 }
 

@@ -68,11 +68,6 @@ impl Plugin for Events {
     fn handle(req: Request) -> Result<Response> {
         match req.action() {
             "all" => all(&req),
-            // Workaround: the host tries a collection's routes before user views, so
-            // `GET /api/v1/user/events` arrives as `find` with the id `events`. Event ids are
-            // UUIDs, so no event has that id; serve the view. Drop this arm once the host
-            // routes user views first.
-            "find" if req.param("id")? == "events" => for_user(&req),
             "find" => find(&req),
             "create" => create(&req),
             "import" => import::start(&req),
