@@ -106,6 +106,8 @@ fn create(req: &Request) -> Result<Response> {
 /// `eventIds` keeps the events the caller may see; `userIds` is taken as given (so a member
 /// may leave, or hand the group over). Announced to each member after the update, one
 /// notification each; removed members are not told, as in the original.
+///
+/// Deviation: `meta` (an object) can be set too; it is the only way a client can change it.
 fn update(req: &Request) -> Result<Response> {
     #[derive(Deserialize)]
     struct Body {
@@ -146,6 +148,9 @@ fn update(req: &Request) -> Result<Response> {
 /// `DELETE /:id?eventAction=unlink|destroy_drafts`: 204. `unlink` (the default) leaves the
 /// events alone; `destroy_drafts` also deletes the group's DRAFT events. The deletion goes
 /// to all members, then each deleted draft to all members, the caller's socket included.
+///
+/// Deviation: another `eventAction` is a 400; the original unlinked for anything but
+/// `destroy_drafts`.
 fn destroy(req: &Request) -> Result<Response> {
     let destroy_drafts = match req.query("eventAction") {
         None | Some("unlink") => false,
@@ -202,6 +207,8 @@ fn root_events(group: &Record<EventGroup>) -> Result<Vec<Record<Event>>> {
 /// `POST /:id/clone`: a new group `"<name> 📋"` with the same description and meta, an
 /// empty collection, the caller as its only member, and a basic clone (a DRAFT by the
 /// caller) of each of the group's root events. 201; announced to the caller.
+///
+/// Deviation: the clone keeps the group's `meta`.
 fn clone(req: &Request) -> Result<Response> {
     let user = req.require_user()?;
     let mut changes = Changes::new(req.now());

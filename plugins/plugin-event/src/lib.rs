@@ -145,6 +145,8 @@ struct SemesterDates {
 /// The PUBLISHED root events that overlap the semester `semesterId`, or the current one, or
 /// (without a current semester) the twelve weeks around now; by `start`. Soft-deleted
 /// events are included, as in the original: clients must handle them.
+///
+/// Deviation: an unknown `semesterId` is a 404, like any missing record.
 fn published(req: &Request) -> Result<Vec<Record<Event>>> {
     let (start, end) = match req.query("semesterId") {
         Some(id) => {
@@ -180,6 +182,9 @@ fn find(req: &Request) -> Result<Response> {
 
 /// `POST /` with the bare body `{start, end}`: a new DRAFT by the caller. Like the
 /// original, every other field of the body is ignored (the state too).
+///
+/// Deviation: a missing or malformed date, or `start` after `end`, is a 400 with nothing
+/// stored; the original failed in Prisma or on its check constraint.
 fn create(req: &Request) -> Result<Response> {
     let user = req.require_user()?;
     let body: Map<String, Value> = req.body()?;
@@ -257,6 +262,9 @@ fn update(req: &Request) -> Result<Response> {
 /// `PUT /` with `{data: [event, ...]}`: each item goes through `updateModel`; an item that
 /// cannot be updated (missing, forbidden, invalid) is skipped, as in the original. Each
 /// updated event goes to the caller only.
+///
+/// Deviation: an event named twice gets the second change on top of the first (one write);
+/// the original raced two updates.
 fn update_batch(req: &Request) -> Result<Response> {
     #[derive(Deserialize)]
     struct Body {
@@ -287,6 +295,8 @@ fn update_batch(req: &Request) -> Result<Response> {
 
 /// `PUT /:id/meta` with `{data: {...} | null}`: merges into `meta` (shallow); `null` clears
 /// it. Only DRAFT and REVIEW events, else 404 `Not allowed`, as in the original.
+///
+/// Deviation: `data` that is neither an object nor `null` is a 400.
 fn update_meta(req: &Request) -> Result<Response> {
     let user = req.require_user()?;
     let body: Map<String, Value> = req.body()?;
