@@ -232,7 +232,6 @@ fn required(name: &str) -> PluginError {
     PluginError::InvalidInput(format!("{name} is required"))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

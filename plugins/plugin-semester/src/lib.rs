@@ -161,4 +161,3 @@ fn destroy(req: &Request) -> Result<Response> {
 fn required(name: &str) -> PluginError {
     PluginError::InvalidInput(format!("{name} is required"))
 }
-
