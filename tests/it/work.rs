@@ -16,7 +16,39 @@ both_backends!(
     a_task_that_keeps_failing_ends_with_its_failure_recorded,
     a_task_left_by_a_stopped_host_runs_after_the_restart,
     a_plugin_serves_a_user_view_outside_its_collection,
+    bad_uploads_are_refused_and_change_nothing,
 );
+
+async fn bad_uploads_are_refused_and_change_nothing(backend: Backend) {
+    let host = TestHost::start(backend).await;
+    let (user, _) = host.user("USER").await;
+    let url = user.url("/api/v1/batches");
+    let part = |name: &str| reqwest::multipart::Part::bytes(b"a\n".to_vec()).file_name(name.to_owned());
+    let two_files = reqwest::multipart::Form::new().part("file", part("a.txt")).part("other", part("b.txt"));
+    let (status, error) = Client::read(user.http.post(&url).multipart(two_files).send().await.unwrap()).await;
+    assert_eq!((status, error["error"].as_str()), (StatusCode::BAD_REQUEST, Some("one file per request")));
+    let nul = reqwest::multipart::Form::new().part("file", part("a.txt")).text("mode", "o\0k");
+    assert_eq!(
+        Client::read(user.http.post(&url).multipart(nul).send().await.unwrap()).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    let broken = user
+        .http
+        .post(&url)
+        .header("content-type", "multipart/form-data; boundary=x")
+        .body("--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\"\r\n\r\nno end")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(Client::read(broken).await.0, StatusCode::BAD_REQUEST);
+    let text = user.http.post(&url).header("content-type", "text/csv").body("a,b\n").send().await.unwrap();
+    assert_eq!(Client::read(text).await.0, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // Without a file the plugin refuses; with one it serves.
+    assert_eq!(user.post("/api/v1/batches", &json!({})).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!((host.stored("BATCH").await, stored_tasks(&host).await), (0, 0));
+    upload(&user, "", "ok").await;
+    host.stop().await;
+}
 
 async fn a_plugin_serves_a_user_view_outside_its_collection(backend: Backend) {
     let host = TestHost::start(backend).await;
