@@ -108,13 +108,7 @@ pub async fn commit(
     now: &str,
 ) -> Result<Outcome, DispatchError> {
     for write in &checked.writes {
-        check_user_write(&mut tx, write).await.map_err(|message| {
-            DispatchError::Plugin(plugin::Error::Fault {
-                plugin: plugin.descriptor.name.clone(),
-                kind: FaultKind::InvalidOutput,
-                message,
-            })
-        })??;
+        check_user_write(&mut tx, plugin, write).await?;
         match records::apply(&mut tx, &db.elements, write, now).await {
             Ok(applied) => applied.map_err(|e| DispatchError::Conflict(e.to_string()))?,
             Err(err) if err.is_value_too_large() => {
@@ -147,35 +141,31 @@ pub async fn commit(
 
 /// `USER` records mirror the host's accounts: a plugin (with the grant) may change the other
 /// fields of an existing one, never create or delete one, nor change the account's fields.
-/// `Err` is invalid output; `Ok(Err)` a database failure.
-async fn check_user_write(tx: &mut db::Tx, write: &records::Write) -> Result<Result<(), db::Error>, String> {
-    let records::Write::Upsert { record_type, id, data, expected_version } = write else {
-        return match write {
-            records::Write::Delete { record_type, .. } if record_type == users::USER_RECORD_TYPE => {
-                Err("USER records are deleted by the host only".into())
-            }
-            _ => Ok(Ok(())),
-        };
+/// Anything else is invalid output.
+async fn check_user_write(tx: &mut db::Tx, plugin: &LoadedPlugin, write: &records::Write) -> Result<(), DispatchError> {
+    let invalid = |message: String| {
+        DispatchError::Plugin(plugin::Error::Fault {
+            plugin: plugin.descriptor.name.clone(),
+            kind: FaultKind::InvalidOutput,
+            message,
+        })
     };
+    let (records::Write::Upsert { record_type, id, .. } | records::Write::Delete { record_type, id, .. }) = write;
     if record_type != users::USER_RECORD_TYPE {
-        return Ok(Ok(()));
+        return Ok(());
     }
-    if expected_version.is_none() {
-        return Err("USER records are created by the host only".into());
-    }
-    let account = match users::by_id(&mut **tx, id).await {
-        Ok(Some(account)) => account,
-        Ok(None) => return Err(format!("there is no user {id}")),
-        Err(err) => return Ok(Err(err)),
+    let records::Write::Upsert { data, expected_version: Some(_), .. } = write else {
+        return Err(invalid("USER records are created and deleted by the host only".into()));
     };
+    let account = users::by_id(&mut **tx, id).await?.ok_or_else(|| invalid(format!("there is no user {id}")))?;
     let data: Value = serde_json::from_str(data).unwrap_or_default();
     let host_values = [&account.email, &account.first_name, &account.last_name, &account.role];
     for (field, expected) in users::HOST_FIELDS.iter().zip(host_values) {
         if data.get(field).and_then(Value::as_str) != Some(expected.as_str()) {
-            return Err(format!("USER field {field} is the host's and cannot be changed by a plugin"));
+            return Err(invalid(format!("USER field {field} is the host's and cannot be changed by a plugin")));
         }
     }
-    Ok(Ok(()))
+    Ok(())
 }
 
 /// Append a notification to the log inside `tx`, giving it the next offset.

@@ -543,6 +543,27 @@ mod tests {
     }
 
     #[test]
+    fn list_conditions_need_lists_and_contains_needs_an_element_index() {
+        let condition = |op, value| Query {
+            record_type: "T".into(),
+            conditions: vec![Condition { field: "tags".into(), op, value }],
+            order_by: None,
+            limit: None,
+        };
+        let texts = |n: usize| Value::Texts((0..n).map(|i| i.to_string()).collect());
+        let indexed = ["tags".to_owned()];
+        for dialect in [Dialect::Sqlite, Dialect::Postgres] {
+            assert!(compile(dialect, &[], &condition(Op::Contains, Value::Text("a".into()))).is_err());
+            assert!(compile(dialect, &indexed, &condition(Op::Contains, Value::Text("a".into()))).is_ok());
+            assert!(compile(dialect, &indexed, &condition(Op::In, Value::Text("a".into()))).is_err());
+            assert!(compile(dialect, &indexed, &condition(Op::Eq, texts(2))).is_err());
+            assert!(compile(dialect, &indexed, &condition(Op::In, texts(MAX_LIST_VALUES + 1))).is_err());
+            let empty = compile(dialect, &indexed, &condition(Op::In, texts(0))).unwrap();
+            assert!(empty.sql.contains("1 = 0"), "an empty list matches nothing: {}", empty.sql);
+        }
+    }
+
+    #[test]
     fn index_names_are_identifiers_within_postgres_limits() {
         let name = index_name("EVENT_GROUP", &"x".repeat(64));
         assert!(name.len() <= 63);
