@@ -7,7 +7,9 @@
 //! faulted, or the process stopped) leaves the task stored and is tried again; the attempt is
 //! counted before each run, so a crash counts too. The last attempt is a run with `failure`
 //! set, so that the plugin can record why the work did not happen (e.g. a job ends ERROR);
-//! if even that does not complete, the task is dropped and the failure logged.
+//! if even that does not complete, the task is dropped and the failure logged. A run removes
+//! its task first, under the database's write lock, so servers sharing one database never
+//! complete a task twice.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,20 +84,22 @@ impl TaskRunner {
             .then(|| task.last_error.clone().unwrap_or_else(|| "the server stopped while the task was running".into()));
         let result = self.attempt(&task, attempt, failure).await;
         let outcome = match result {
-            Ok(outcome) => {
+            Ok(Some(outcome)) => {
                 if !outcome.notifications.is_empty() {
                     self.notifier.committed();
                 }
                 tracing::info!(plugin = task.plugin, task = task.name, attempt, "task completed");
                 return;
             }
+            // Another server on the same database completed it meanwhile.
+            Ok(None) => return,
             Err(err) => err,
         };
         let message = outcome.to_string();
         tracing::warn!(plugin = task.plugin, task = task.name, attempt, error = message, "task attempt failed");
         let recorded = if last {
             tracing::error!(plugin = task.plugin, task = task.name, "task dropped after its last attempt");
-            tasks::remove(&self.db.pool, &task.id).await
+            tasks::remove(&self.db.pool, &task.id).await.map(drop)
         } else {
             tasks::record_error(&self.db.pool, &task.id, &message).await
         };
@@ -111,7 +115,7 @@ impl TaskRunner {
         task: &StoredTask,
         attempt: i64,
         failure: Option<String>,
-    ) -> Result<dispatch::Outcome, DispatchError> {
+    ) -> Result<Option<dispatch::Outcome>, DispatchError> {
         let plugin = self.plugins.active(&task.plugin).ok_or_else(|| {
             DispatchError::Plugin(crate::plugin::Error::Guest(types::PluginError::NotFound(format!(
                 "plugin {} is not loaded",
@@ -126,7 +130,12 @@ impl TaskRunner {
             attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
             failure,
         };
-        let tx = self.db.begin_write().await?;
+        let mut tx = self.db.begin_write().await?;
+        // Removed first, under the write lock: when several servers share the database, the
+        // one that removes the task runs it, and the others find it gone.
+        if !tasks::remove(&mut *tx, &task.id).await? {
+            return Ok(None);
+        }
         let (result, tx) = self.runtime.run_task(&plugin, &req, tx).await;
         let response = result?;
         let tx = tx.ok_or_else(|| DispatchError::Db(db::Error::Corrupt("the task's transaction was lost".into())))?;
@@ -149,8 +158,6 @@ impl TaskRunner {
             )
             .map_err(|message| dispatch::fault(&self.runtime, &plugin, message))?;
         self.runtime.record_outcome(&plugin, false);
-        let mut tx = tx;
-        tasks::remove(&mut *tx, &task.id).await?;
-        dispatch::commit(&self.db, tx, &plugin, checked, &now).await
+        dispatch::commit(&self.db, tx, &plugin, checked, &now).await.map(Some)
     }
 }

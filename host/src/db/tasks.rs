@@ -59,7 +59,7 @@ pub async fn record_error<'c>(db: impl AnyExecutor<'c>, id: &str, error: &str) -
     Ok(())
 }
 
-pub async fn remove<'c>(db: impl AnyExecutor<'c>, id: &str) -> Result<()> {
-    sqlx::query("DELETE FROM tasks WHERE id = $1").bind(id).execute(db).await?;
-    Ok(())
+/// Remove a task; `false` when it was gone already.
+pub async fn remove<'c>(db: impl AnyExecutor<'c>, id: &str) -> Result<bool> {
+    Ok(sqlx::query("DELETE FROM tasks WHERE id = $1").bind(id).execute(db).await?.rows_affected() == 1)
 }
