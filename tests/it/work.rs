@@ -27,11 +27,13 @@ async fn bad_uploads_are_refused_and_change_nothing(backend: Backend) {
     let two_files = reqwest::multipart::Form::new().part("file", part("a.txt")).part("other", part("b.txt"));
     let (status, error) = Client::read(user.http.post(&url).multipart(two_files).send().await.unwrap()).await;
     assert_eq!((status, error["error"].as_str()), (StatusCode::BAD_REQUEST, Some("one file per request")));
-    let nul = reqwest::multipart::Form::new().part("file", part("a.txt")).text("mode", "o\0k");
-    assert_eq!(
-        Client::read(user.http.post(&url).multipart(nul).send().await.unwrap()).await.0,
-        StatusCode::BAD_REQUEST
-    );
+    for nul in [
+        reqwest::multipart::Form::new().part("file", part("a.txt")).text("mode", "o\0k"),
+        reqwest::multipart::Form::new().part("file", part("a\0.txt")),
+    ] {
+        let (status, _) = Client::read(user.http.post(&url).multipart(nul).send().await.unwrap()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
     let broken = user
         .http
         .post(&url)

@@ -227,8 +227,12 @@ impl<S: Send + Sync> FromRequest<S> for PluginBody {
         };
         let mut form = Multipart::from_request(req, state).await.map_err(|e| ApiError::BadRequest(e.body_text()))?;
         let (mut fields, mut upload) = (serde_json::Map::new(), None);
+        let nul = || ApiError::BadRequest("NUL characters are not allowed in form fields".into());
         while let Some(part) = form.next_field().await.map_err(bad)? {
             let name = part.name().unwrap_or_default().to_owned();
+            if name.contains('\0') || part.file_name().is_some_and(|f| f.contains('\0')) {
+                return Err(nul());
+            }
             match part.file_name().map(|f| f.rsplit(['/', '\\']).next().unwrap_or_default().to_owned()) {
                 Some(filename) if upload.is_none() => {
                     let content_type = part.content_type().map(str::to_owned);
@@ -238,8 +242,8 @@ impl<S: Send + Sync> FromRequest<S> for PluginBody {
                 Some(_) => return Err(ApiError::BadRequest("one file per request".into())),
                 None => {
                     let text = part.text().await.map_err(bad)?;
-                    if text.contains('\0') || name.contains('\0') {
-                        return Err(ApiError::BadRequest("NUL characters are not allowed in form fields".into()));
+                    if text.contains('\0') {
+                        return Err(nul());
                     }
                     fields.insert(name, serde_json::Value::String(text));
                 }
