@@ -45,7 +45,7 @@ const SOCKET_BUFFER_PACKETS: usize = 1024;
 const SOCKET_MAX_INCOMING_BYTES: u64 = 64 * 1024;
 
 /// Collections the host serves itself; no plugin may claim them.
-pub const RESERVED_COLLECTIONS: &[&str] = &["admin", "auth", "logout", "user"];
+pub const RESERVED_COLLECTIONS: &[&str] = &["admin", "auth", "checklogin", "logout", "user"];
 
 /// The plugins compiled into the binary by `build.rs`: `(file name, component bytes)`.
 pub mod bundled {

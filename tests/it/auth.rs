@@ -15,7 +15,20 @@ both_backends!(
     only_admins_change_roles_and_the_change_applies_at_once,
     login_is_throttled,
     sessions_expire_when_idle,
+    events_api_global_routes_answer_as_the_original,
 );
+
+async fn events_api_global_routes_answer_as_the_original(backend: Backend) {
+    let host = TestHost::start(backend).await;
+    let (status, welcome) = host.anonymous().get("/api/v1").await;
+    assert_eq!((status, welcome), (StatusCode::OK, json!("Welcome to the EVENTES-API V1.0")));
+    assert_eq!(host.anonymous().get("/api/v1/checklogin").await.0, StatusCode::UNAUTHORIZED);
+    let (user, _) = host.user("USER").await;
+    assert_eq!(user.get("/api/v1/checklogin").await, (StatusCode::OK, json!("OK")));
+    assert_eq!(user.post("/api/v1/logout", &json!({})).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(user.get("/api/v1/checklogin").await.0, StatusCode::UNAUTHORIZED);
+    host.stop().await;
+}
 
 async fn login_is_throttled(backend: Backend) {
     let host = TestHost::start(backend).await;

@@ -85,6 +85,16 @@ pub async fn logout(
     Ok((jar, StatusCode::NO_CONTENT).into_response())
 }
 
+/// `GET /api/v1`: events-api's greeting, a JSON string.
+pub async fn welcome() -> Json<&'static str> {
+    Json("Welcome to the EVENTES-API V1.0")
+}
+
+/// `GET /api/v1/checklogin`: events-api's session probe: 200 `"OK"` when signed in, else 401.
+pub async fn check_login(CurrentUser(_): CurrentUser) -> Json<&'static str> {
+    Json("OK")
+}
+
 /// `GET /api/v1/user`: the signed-in user.
 pub async fn current_user(CurrentUser(session): CurrentUser) -> Json<sessions::User> {
     Json(session.user.clone())

@@ -26,6 +26,9 @@ use crate::state::AppState;
 /// The HTTP routes, without the Socket.IO layer.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
+        // events-api's global routes, for its clients.
+        .route("/", get(auth::welcome))
+        .route("/checklogin", get(auth::check_login))
         .route("/auth/login", post(auth::login))
         .route("/logout", post(auth::logout))
         .route("/user", get(auth::current_user))
