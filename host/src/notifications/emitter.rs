@@ -23,6 +23,9 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 const BATCH: i64 = 500;
 /// How long a replay waits for a socket whose buffer is full.
 const SLOW_CONSUMER_WAIT: Duration = Duration::from_secs(5);
+/// How long a cut socket's disconnect packet is retried (longer than the Engine.IO heartbeat,
+/// which closes a client that reads nothing at all).
+const CUT_RETRY_FOR: Duration = Duration::from_secs(60);
 
 /// The emitter task's state; [`Emitter::start`] runs it.
 pub struct Emitter {
@@ -161,12 +164,30 @@ async fn send_paced(socket: &SocketRef, event: &str, payload: &Value) -> bool {
             }
             Err(SendError::Socket(SocketError::InternalChannelFull)) => {
                 tracing::warn!(socket = %socket.id, "disconnecting a socket that does not keep up with its replay");
-                let _ = socket.clone().disconnect();
+                cut(socket);
                 return false;
             }
             Err(_) => return false, // gone
         }
     }
+}
+
+/// Disconnect a socket whose buffer is full. It leaves its rooms at once, so it receives
+/// nothing more and cannot see a gap; the disconnect packet itself needs room in the full
+/// buffer, so it is retried until the client has read enough to take it (a client that never
+/// reads is closed by the Engine.IO heartbeat instead). The client then resumes by offset.
+fn cut(socket: &SocketRef) {
+    socket.leave_all();
+    let socket = socket.clone();
+    tokio::spawn(async move {
+        let deadline = Instant::now() + CUT_RETRY_FOR;
+        while Instant::now() < deadline && socket.connected() {
+            match socket.clone().disconnect() {
+                Err(SocketError::InternalChannelFull) => tokio::time::sleep(Duration::from_millis(50)).await,
+                _ => return,
+            }
+        }
+    });
 }
 
 fn payload(n: &LoggedNotification) -> Option<Value> {
@@ -195,7 +216,7 @@ fn emit(io: &SocketIo, n: &LoggedNotification) {
             Ok(()) | Err(SendError::Socket(SocketError::Closed)) => {}
             Err(SendError::Socket(SocketError::InternalChannelFull)) => {
                 tracing::warn!(socket = %socket.id, offset = n.seq, "disconnecting a socket that does not keep up");
-                let _ = socket.disconnect();
+                cut(&socket);
             }
             Err(err) => tracing::warn!(offset = n.seq, %err, "emitting a notification failed"),
         }
