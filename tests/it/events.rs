@@ -55,32 +55,7 @@ pub(crate) async fn seed_event(host: &TestHost, author: &str, state: &str, extra
 pub(crate) async fn seed_event_at(host: &TestHost, author: &str, state: &str, extra: Value, at: &str) -> String {
     let mut data = event_data(author, state, None);
     data.as_object_mut().unwrap().extend(extra.as_object().cloned().unwrap_or_default());
-    insert_indexed(host, "EVENT", data, at, &["departmentIds", "linkedUserIds"]).await
-}
-
-/// [`insert_record`], plus the rows of the element indexes on `array_fields` that the host
-/// maintains on every write it applies (so that `contains` queries find the record).
-pub(crate) async fn insert_indexed(
-    host: &TestHost,
-    record_type: &str,
-    data: Value,
-    at: &str,
-    array_fields: &[&str],
-) -> String {
-    let id = insert_record(host, record_type, data.clone(), at).await;
-    for field in array_fields {
-        for element in data[field].as_array().into_iter().flatten() {
-            sqlx::query("INSERT INTO record_elements (record_type, field, element, id) VALUES ($1, $2, $3, $4)")
-                .bind(record_type)
-                .bind(*field)
-                .bind(element.as_str().unwrap())
-                .bind(&id)
-                .execute(&host.server.state.db.pool)
-                .await
-                .unwrap();
-        }
-    }
-    id
+    insert_record(host, "EVENT", data, at).await
 }
 
 /// Insert an `EVENT_GROUP` with these members and events; its id.
@@ -93,7 +68,7 @@ pub(crate) async fn seed_group(host: &TestHost, name: &str, user_ids: &[&str], e
         "name": name, "description": "", "collection": "", "meta": {},
         "eventIds": event_ids, "userIds": user_ids,
     });
-    insert_indexed(host, "EVENT_GROUP", data, SEEDED, &["userIds", "eventIds"]).await
+    insert_record(host, "EVENT_GROUP", data, SEEDED).await
 }
 
 /// Insert a `DEPARTMENT` with a letter and class letters; its id.
@@ -650,7 +625,7 @@ async fn cloning_needs_read_access(backend: Backend) {
 /// A department and an open registration period for it, for users' submissions.
 async fn open_registration(host: &TestHost) -> String {
     let department = seed_department(host, "Gymnasium", "G", &["a"]).await;
-    insert_indexed(
+    insert_record(
         host,
         "REGISTRATION_PERIOD",
         json!({
@@ -659,7 +634,6 @@ async fn open_registration(host: &TestHost) -> String {
             "isOpen": false, "departmentIds": [department],
         }),
         SEEDED,
-        &["departmentIds"],
     )
     .await;
     department
@@ -890,7 +864,7 @@ async fn registration_periods_gate_submissions_by_users(backend: Backend) {
     let fms = seed_department(&host, "FMS", "F", &["a"]).await;
     // Open for submissions on 10 and 11 March 2027, for events from April to July 2027,
     // Gymnasium only.
-    insert_indexed(
+    insert_record(
         &host,
         "REGISTRATION_PERIOD",
         json!({
@@ -899,7 +873,6 @@ async fn registration_periods_gate_submissions_by_users(backend: Backend) {
             "isOpen": false, "departmentIds": [gym],
         }),
         SEEDED,
-        &["departmentIds"],
     )
     .await;
     let in_range = json!({ "start": "2027-05-03T08:00:00.000Z", "end": "2027-05-03T10:00:00.000Z" });
@@ -934,7 +907,7 @@ async fn registration_periods_gate_submissions_by_users(backend: Backend) {
     pin_clock(&host, "2027-03-13T00:00:00.000Z").await;
     assert_eq!(submit(&user, json!({ "departmentIds": [gym] })).await, StatusCode::BAD_REQUEST, "closed");
     assert_eq!(submit(&user, linked_only).await, StatusCode::BAD_REQUEST, "linked users: closed");
-    insert_indexed(
+    insert_record(
         &host,
         "REGISTRATION_PERIOD",
         json!({
@@ -943,7 +916,6 @@ async fn registration_periods_gate_submissions_by_users(backend: Backend) {
             "isOpen": true, "departmentIds": [fms],
         }),
         SEEDED,
-        &["departmentIds"],
     )
     .await;
     assert_eq!(submit(&user, json!({ "departmentIds": [fms] })).await, StatusCode::CREATED, "open by isOpen");

@@ -10,6 +10,7 @@
 
 use std::time::Duration;
 
+use host::db::records::{self, Write};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -34,21 +35,19 @@ const SEEDED: &str = "2026-11-01T08:00:00.000Z";
 const NOW: &str = "2026-11-27T14:00:00.000Z";
 
 /// Insert a record straight into the store, as the plugin that owns `record_type` would
-/// have stored it; returns its id.
+/// have stored it (through the host's own write, so the element indexes the plugins declared
+/// are kept too); returns its id.
 pub(crate) async fn insert_record(host: &TestHost, record_type: &str, data: Value, at: &str) -> String {
     let id = uuid::Uuid::new_v4().to_string();
-    sqlx::query(
-        "INSERT INTO records (record_type, id, data, version, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(record_type)
-    .bind(&id)
-    .bind(data.to_string())
-    .bind(1_i64)
-    .bind(at)
-    .bind(at)
-    .execute(&host.server.state.db.pool)
-    .await
-    .unwrap();
+    let db = &host.server.state.db;
+    let write = Write::Upsert {
+        record_type: record_type.into(),
+        id: id.clone(),
+        data: data.to_string(),
+        expected_version: None,
+    };
+    let mut conn = db.pool.acquire().await.unwrap();
+    records::apply(&mut conn, &db.elements, &write, at).await.unwrap().unwrap();
     id
 }
 
