@@ -227,6 +227,18 @@ pub fn check(
     req: &types::Request,
     read_only: bool,
 ) -> Result<Checked, String> {
+    check_for(plugin, response, &req.actor, req.socket_id.as_deref(), read_only)
+}
+
+/// [`check`] for a given caller: who may be addressed by session, and which socket is skipped.
+/// A background task has no caller (`Actor::Anonymous`, no socket).
+pub fn check_for(
+    plugin: &LoadedPlugin,
+    response: Response,
+    actor: &types::Actor,
+    socket_id: Option<&str>,
+    read_only: bool,
+) -> Result<Checked, String> {
     if !(200..300).contains(&response.status) {
         return Err(format!("status {} is not a success status; refusals are plugin-errors", response.status));
     }
@@ -307,14 +319,15 @@ pub fn check(
     let notifications = response
         .notifications
         .into_iter()
-        .map(|n| check_notification(n, req, &granted))
+        .map(|n| check_notification(n, actor, socket_id, &granted))
         .collect::<Result<_, String>>()?;
     Ok(Checked { status: response.status, body: response.body, writes, notifications, tasks: response.tasks })
 }
 
 fn check_notification(
     n: Notification,
-    req: &types::Request,
+    actor: &types::Actor,
+    socket_id: Option<&str>,
     granted: &impl Fn(&str) -> Result<(), String>,
 ) -> Result<CheckedNotification, String> {
     granted(&n.record_type)?;
@@ -333,7 +346,7 @@ fn check_notification(
             }
             // Session ids are not the plugin's to know beyond the caller's own: a plugin
             // may address the requesting session, never another one.
-            Target::Session(id) => match &req.actor {
+            Target::Session(id) => match actor {
                 types::Actor::User(user) if &user.session_id == id => session_room(id),
                 _ => return Err("a plugin may address only the caller's own session".into()),
             },
@@ -368,7 +381,7 @@ fn check_notification(
         record_type: n.record_type,
         payload,
         rooms,
-        exclude_socket: if n.to_self { None } else { req.socket_id.clone() },
+        exclude_socket: if n.to_self { None } else { socket_id.map(str::to_owned) },
     })
 }
 

@@ -140,17 +140,7 @@ impl TaskRunner {
         let response = result?;
         let tx = tx.ok_or_else(|| DispatchError::Db(db::Error::Corrupt("the task's transaction was lost".into())))?;
         // A task has no caller: no session to address, no socket to skip.
-        let context = types::Request {
-            actor: types::Actor::Anonymous,
-            action: format!("task {}", task.name),
-            params: Vec::new(),
-            query: Vec::new(),
-            body: None,
-            now: now.clone(),
-            socket_id: None,
-            upload: None,
-        };
-        let checked = dispatch::check(&plugin, response, &context, false)
+        let checked = dispatch::check_for(&plugin, response, &types::Actor::Anonymous, None, false)
             .and_then(
                 |checked| {
                     if checked.tasks.is_empty() { Ok(checked) } else { Err("a task may not start tasks".into()) }
