@@ -7,9 +7,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use ipnet::IpNet;
 
 use crate::notifications::Retention;
 use crate::plugin::Limits;
+use crate::sessions::client_addr::parse_trusted_proxy;
 
 /// `tidings serve` options. Each flag can also be set by its environment variable.
 #[derive(Clone, Debug, clap::Args)]
@@ -33,6 +35,11 @@ pub struct ServeArgs {
     /// Mark the session cookie `Secure` (set this when served over TLS, e.g. behind a proxy).
     #[arg(long, env = "TIDINGS_SECURE_COOKIES")]
     pub secure_cookies: bool,
+    /// A reverse proxy (IP address or CIDR range, e.g. `127.0.0.1` or `10.0.0.0/8`) whose
+    /// `X-Forwarded-For` names the client; repeat the flag or separate with commas. From
+    /// other peers the header is ignored. Default: none.
+    #[arg(long = "trusted-proxy", env = "TIDINGS_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
     /// Wall-clock budget of one plugin call, in milliseconds.
     #[arg(long, env = "TIDINGS_PLUGIN_TIMEOUT_MS", default_value_t = 100)]
     pub plugin_timeout_ms: u64,
@@ -79,6 +86,8 @@ pub struct Config {
     pub plugin_dir: Option<PathBuf>,
     pub allowed_origins: Vec<String>,
     pub secure_cookies: bool,
+    /// Peers whose `X-Forwarded-For` is believed (see `sessions::client_addr`).
+    pub trusted_proxies: Vec<IpNet>,
     pub limits: Limits,
     pub max_body_bytes: usize,
     pub bundled_plugins: bool,
@@ -105,6 +114,12 @@ impl TryFrom<ServeArgs> for Config {
             ..Limits::default()
         };
         limits.per_plugin = per_plugin_limits(&args.plugin_limits, &limits)?;
+        let trusted_proxies = args
+            .trusted_proxies
+            .iter()
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| parse_trusted_proxy(p).map_err(|e| anyhow::anyhow!("--trusted-proxy: {e}")))
+            .collect::<anyhow::Result<_>>()?;
         Ok(Config {
             listen: args.listen,
             data_dir: args.data_dir,
@@ -117,6 +132,7 @@ impl TryFrom<ServeArgs> for Config {
                 .filter(|o| !o.is_empty())
                 .collect(),
             secure_cookies: args.secure_cookies,
+            trusted_proxies,
             limits,
             max_body_bytes: args.max_body_bytes,
             bundled_plugins: !args.no_bundled_plugins,
@@ -165,6 +181,7 @@ impl Config {
             plugin_dir: None,
             allowed_origins: Vec::new(),
             secure_cookies: false,
+            trusted_proxies: Vec::new(),
             limits: Limits::default(),
             max_body_bytes: 1 << 20,
             bundled_plugins: true,
@@ -191,5 +208,25 @@ mod tests {
         assert!(per_plugin_limits(&["department.speed=1".to_owned()], &base).is_err());
         assert!(per_plugin_limits(&["department=1".to_owned()], &base).is_err());
         assert!(per_plugin_limits(&["department.timeout_ms=fast".to_owned()], &base).is_err());
+    }
+
+    #[derive(clap::Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    fn serve(flags: &[&str]) -> anyhow::Result<Config> {
+        let args = <Serve as clap::Parser>::try_parse_from(std::iter::once("serve").chain(flags.iter().copied()))?;
+        Config::try_from(args.args)
+    }
+
+    #[test]
+    fn trusted_proxies_repeat_or_separate_with_commas_and_default_to_none() {
+        let config = serve(&["--trusted-proxy", "10.0.0.0/8", "--trusted-proxy", "127.0.0.1, ::1"]).unwrap();
+        let expected: Vec<IpNet> = ["10.0.0.0/8", "127.0.0.1/32", "::1/128"].map(|n| n.parse().unwrap()).to_vec();
+        assert_eq!(config.trusted_proxies, expected);
+        assert!(serve(&[]).unwrap().trusted_proxies.is_empty());
+        assert!(serve(&["--trusted-proxy", "proxy.internal"]).is_err());
     }
 }

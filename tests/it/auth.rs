@@ -1,6 +1,9 @@
-//! Sessions and users over HTTP: login, rotation, logout, user creation, and the request
-//! guards (Origin, content type, body size).
+//! Sessions and users over HTTP: login, rotation, logout, the login throttle (directly and
+//! behind a trusted proxy), user creation, and the request guards (Origin, content type, body
+//! size).
 
+use host::sessions::client_addr::parse_trusted_proxy;
+use host::sessions::throttle::PER_ADDRESS;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, ORIGIN, SET_COOKIE};
 use serde_json::json;
@@ -14,6 +17,8 @@ both_backends!(
     request_guards_refuse_bad_requests,
     only_admins_change_roles_and_the_change_applies_at_once,
     login_is_throttled,
+    behind_a_trusted_proxy_the_throttle_counts_each_forwarded_client,
+    without_trusted_proxies_x_forwarded_for_is_ignored,
     sessions_expire_when_idle,
     events_api_global_routes_answer_as_the_original,
 );
@@ -49,6 +54,58 @@ async fn login_is_throttled(backend: Backend) {
         assert_eq!(attempt("nobody@example.com", "wrong password").await.status(), StatusCode::UNAUTHORIZED);
     }
     assert_eq!(attempt("nobody@example.com", "wrong password").await.status(), StatusCode::TOO_MANY_REQUESTS);
+    host.stop().await;
+}
+
+/// A login attempt as forwarded by a proxy for `client`.
+async fn login_forwarded_for(client: &str, host: &TestHost, email: &str, password: &str) -> StatusCode {
+    let body = json!({ "email": email, "password": password });
+    let http = host.anonymous().http;
+    http.post(host.url("/api/v1/auth/login"))
+        .header("x-forwarded-for", client)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn behind_a_trusted_proxy_the_throttle_counts_each_forwarded_client(backend: Backend) {
+    // The test client connects from 127.0.0.1: here, the proxy.
+    let host = TestHost::start_with(backend, |config| {
+        config.trusted_proxies = vec![parse_trusted_proxy("127.0.0.1").unwrap()];
+    })
+    .await;
+    let (a, b) = ("203.0.113.7", "198.51.100.20");
+    // Different accounts each time, so that only the address's budget runs out.
+    for i in 0..PER_ADDRESS {
+        let email = format!("guess{i}@example.com");
+        assert_eq!(login_forwarded_for(a, &host, &email, "wrong password").await, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        login_forwarded_for(a, &host, ADMIN_EMAIL, ADMIN_PASSWORD).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "client A is throttled"
+    );
+    // A spoofed hop left of what the proxy appended does not give A a fresh budget.
+    let spoofed = format!("{b}, {a}");
+    assert_eq!(login_forwarded_for(&spoofed, &host, ADMIN_EMAIL, ADMIN_PASSWORD).await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(login_forwarded_for(b, &host, ADMIN_EMAIL, ADMIN_PASSWORD).await, StatusCode::OK, "client B is not");
+    host.stop().await;
+}
+
+async fn without_trusted_proxies_x_forwarded_for_is_ignored(backend: Backend) {
+    let host = TestHost::start(backend).await;
+    assert!(host.config.trusted_proxies.is_empty(), "none trusted by default");
+    // Every attempt claims another address; all are counted against the peer's one budget.
+    for i in 0..PER_ADDRESS {
+        let (client, email) = (format!("203.0.113.{i}"), format!("guess{i}@example.com"));
+        assert_eq!(login_forwarded_for(&client, &host, &email, "wrong password").await, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        login_forwarded_for("198.51.100.20", &host, ADMIN_EMAIL, ADMIN_PASSWORD).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
     host.stop().await;
 }
 

@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use crate::http::ApiError;
 use crate::http::records::JsonBody;
+use crate::sessions::client_addr::client_addr;
 use crate::sessions::extract::CurrentUser;
 use crate::sessions::{self, COOKIE_NAME, NewUser};
 use crate::state::AppState;
@@ -24,14 +25,16 @@ pub struct Credentials {
     password: String,
 }
 
-/// The client's address, when the server was started with connection info.
+/// The client's address, when the server was started with connection info: the peer, or
+/// what a trusted proxy forwarded (see `sessions::client_addr`).
 pub struct ClientAddr(Option<IpAddr>);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+impl FromRequestParts<AppState> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientAddr(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip())))
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+        Ok(ClientAddr(peer.map(|peer| client_addr(peer, &parts.headers, &state.config.trusted_proxies))))
     }
 }
 

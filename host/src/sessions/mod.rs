@@ -5,6 +5,7 @@
 //! extractors in `extract.rs`; Socket.IO through `realtime`'s connect middleware. Both call
 //! [`authenticate`].
 
+pub mod client_addr;
 pub mod extract;
 pub mod origin;
 pub mod throttle;
