@@ -62,6 +62,7 @@ pub async fn run(
     req: &types::Request,
     read_only: bool,
 ) -> Result<Outcome, DispatchError> {
+    plugin.available()?;
     let mut attempt = 1;
     loop {
         match run_once(db, runtime, plugin, req, read_only).await {

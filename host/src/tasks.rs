@@ -56,10 +56,13 @@ impl TaskRunner {
             loop {
                 match tasks::pending(&self.db.pool, 16).await {
                     Ok(pending) if !pending.is_empty() => {
+                        let mut ran = false;
                         for task in pending {
-                            self.run(task).await;
+                            ran |= self.run(task).await;
                         }
-                        continue;
+                        if ran {
+                            continue;
+                        }
                     }
                     Ok(_) => {}
                     Err(err) => tracing::error!(%err, "reading the stored tasks failed"),
@@ -69,14 +72,19 @@ impl TaskRunner {
         })
     }
 
-    /// One attempt at `task`.
-    async fn run(&self, task: StoredTask) {
+    /// One attempt at `task`; `false` when the task waits because its plugin is isolated.
+    async fn run(&self, task: StoredTask) -> bool {
+        // An isolated plugin is not called: its tasks wait out the cool-down instead of
+        // spending their attempts (and their failure run) on it.
+        if self.plugins.active(&task.plugin).is_some_and(|plugin| plugin.available().is_err()) {
+            return false;
+        }
         let attempt = match tasks::start_attempt(&self.db.pool, &task.id).await {
             Ok(attempt) => attempt,
             Err(err) => {
                 tracing::error!(%err, task = task.id, "counting a task attempt failed");
                 tokio::time::sleep(TICK).await;
-                return;
+                return true;
             }
         };
         let last = attempt > MAX_ATTEMPTS;
@@ -89,10 +97,10 @@ impl TaskRunner {
                     self.notifier.committed();
                 }
                 tracing::info!(plugin = task.plugin, task = task.name, attempt, "task completed");
-                return;
+                return true;
             }
             // Another server on the same database completed it meanwhile.
-            Ok(None) => return,
+            Ok(None) => return true,
             Err(err) => err,
         };
         let message = outcome.to_string();
@@ -108,6 +116,7 @@ impl TaskRunner {
         }
         // Back off a little, so a failing task does not spin.
         tokio::time::sleep(Duration::from_millis(100 << attempt.clamp(0, 4))).await;
+        true
     }
 
     async fn attempt(

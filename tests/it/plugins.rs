@@ -80,12 +80,22 @@ async fn a_plugin_that_keeps_faulting_is_isolated(backend: Backend) {
     assert!(started.elapsed() < Duration::from_millis(500), "answered at once, without calling the plugin");
     assert_eq!(host.anonymous().get("/api/v1/departments").await.0, StatusCode::OK, "other plugins serve on");
 
+    // After the cool-down the plugin is on probation: one fault isolates it again at once.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert_eq!(user.post("/api/v1/faults/trap", &json!({})).await.0, StatusCode::BAD_GATEWAY, "tried again");
+    assert_eq!(user.post("/api/v1/faults/ok", &json!({})).await.0, StatusCode::SERVICE_UNAVAILABLE, "isolated again");
+
+    // A call that does not fault ends the probation: it takes three faults again.
     tokio::time::sleep(Duration::from_millis(1600)).await;
     assert_eq!(
         user.post("/api/v1/faults/ok", &json!({})).await.0,
         StatusCode::CREATED,
         "tried again after the cool-down"
     );
+    for _ in 0..2 {
+        assert_eq!(user.post("/api/v1/faults/trap", &json!({})).await.0, StatusCode::BAD_GATEWAY);
+    }
+    assert_eq!(user.post("/api/v1/faults/ok", &json!({})).await.0, StatusCode::CREATED, "two faults of three");
     host.stop().await;
 }
 

@@ -14,6 +14,7 @@ both_backends!(
     list_queries_find_records_by_element_and_by_value,
     an_upload_starts_a_task_that_commits_after_the_response,
     a_task_that_keeps_failing_ends_with_its_failure_recorded,
+    a_task_waits_while_its_plugin_is_isolated,
     a_task_left_by_a_stopped_host_runs_after_the_restart,
     a_plugin_serves_a_user_view_outside_its_collection,
     bad_uploads_are_refused_and_change_nothing,
@@ -79,7 +80,7 @@ async fn upload(client: &Client, tags: &str, mode: &str) -> String {
 
 /// The batch as the last notification about it showed it, once it is no longer PENDING.
 async fn settled(host: &TestHost, id: &str) -> Value {
-    for _ in 0..200 {
+    for _ in 0..400 {
         let last = host
             .notified_since(0)
             .await
@@ -159,6 +160,24 @@ async fn a_task_that_keeps_failing_ends_with_its_failure_recorded(backend: Backe
     // The plugin keeps serving.
     let id = upload(&admin, "", "ok").await;
     assert_eq!(settled(&host, &id).await["state"], "DONE");
+    host.stop().await;
+}
+
+async fn a_task_waits_while_its_plugin_is_isolated(backend: Backend) {
+    // Two faults isolate the plugin, so a failing task's own attempts isolate it: its later
+    // attempts and its failure run must wait for the cool-downs, not be spent on them.
+    let host = TestHost::start_with(backend, |c| {
+        c.limits.isolate_after = 2;
+        c.limits.cool_down = Duration::from_secs(2);
+    })
+    .await;
+    let admin = host.admin().await;
+    let id = upload(&admin, "", "trap").await;
+    let batch = settled(&host, &id).await;
+    assert_eq!(batch["state"], "ERROR", "{batch}");
+    let log = batch["log"].as_str().unwrap();
+    assert!(log.starts_with("attempt 4: ") && log.contains("plugin"), "three runs, then the failure run: {log}");
+    assert_eq!(stored_tasks(&host).await, 0);
     host.stop().await;
 }
 

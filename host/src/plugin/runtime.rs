@@ -276,8 +276,7 @@ impl Runtime {
         tx: db::Tx,
         export: impl AsyncFnOnce(&mut Store<PluginCtx>, Plugin) -> wasmtime::Result<Result<T, wit::PluginError>>,
     ) -> (Result<T, Error>, Option<db::Tx>) {
-        if let Some(retry_after) = plugin.stats.isolated_for() {
-            let isolated = Error::Isolated { plugin: plugin.descriptor.name.clone(), retry_after };
+        if let Err(isolated) = plugin.available() {
             return (Err(isolated), Some(tx));
         }
         plugin.stats.calls.fetch_add(1, Ordering::Relaxed);
@@ -389,6 +388,16 @@ impl LoadedPlugin {
         let matched = routes.get(&method_key(method))?.at(path).ok()?;
         let params = matched.params.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
         Some(RouteMatch { action: &descriptor.actions[*matched.value], params })
+    }
+
+    /// `Err(Error::Isolated)` while the plugin is isolated after repeated faults. Checked
+    /// before every call; callers that can also check it before opening a transaction do, so
+    /// an isolated plugin's requests cost no database work.
+    pub fn available(&self) -> Result<(), Error> {
+        match self.stats.isolated_for() {
+            Some(retry_after) => Err(Error::Isolated { plugin: self.descriptor.name.clone(), retry_after }),
+            None => Ok(()),
+        }
     }
 
     /// Whether the plugin's grants let it write and notify about `record_type`.

@@ -34,7 +34,9 @@ impl Stats {
     }
 
     /// Record a call's outcome for isolation: after `threshold` consecutive faults the plugin
-    /// is isolated for `cool_down`.
+    /// is isolated for `cool_down`. After the cool-down it is on probation, like a circuit
+    /// breaker's half-open state: one more fault isolates it again at once, and only a call
+    /// that does not fault gives it back the whole `threshold`.
     pub fn record_outcome(&self, faulted: bool, threshold: u64, cool_down: Duration) {
         if !faulted {
             self.consecutive_faults.store(0, Ordering::Relaxed);
@@ -43,7 +45,7 @@ impl Stats {
         if self.consecutive_faults.fetch_add(1, Ordering::Relaxed) + 1 >= threshold {
             let until = self.now_ms() + u64::try_from(cool_down.as_millis()).unwrap_or(u64::MAX);
             self.isolated_until_ms.store(until, Ordering::Relaxed);
-            self.consecutive_faults.store(0, Ordering::Relaxed);
+            self.consecutive_faults.store(threshold.saturating_sub(1), Ordering::Relaxed);
         }
     }
 
@@ -84,6 +86,31 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_fault_on_probation_isolates_again() {
+        let (stats, cool_down) = (Stats::default(), Duration::from_millis(30));
+        // Millisecond clock: wait a little past the cool-down.
+        let past_cool_down = cool_down + Duration::from_millis(5);
+        for _ in 0..2 {
+            stats.record_outcome(true, 3, cool_down);
+        }
+        assert!(stats.isolated_for().is_none(), "two faults of three");
+        stats.record_outcome(true, 3, cool_down);
+        assert!(stats.isolated_for().is_some(), "the third fault isolates");
+
+        std::thread::sleep(past_cool_down);
+        assert!(stats.isolated_for().is_none(), "tried again after the cool-down");
+        stats.record_outcome(true, 3, cool_down);
+        assert!(stats.isolated_for().is_some(), "a fault on probation isolates at once");
+
+        std::thread::sleep(past_cool_down);
+        stats.record_outcome(false, 3, cool_down);
+        for _ in 0..2 {
+            stats.record_outcome(true, 3, cool_down);
+        }
+        assert!(stats.isolated_for().is_none(), "a good call gave back the whole threshold");
+    }
 
     #[test]
     fn quantiles_come_from_the_buckets() {

@@ -128,6 +128,8 @@ impl<'de> serde::Deserialize<'de> for Args {
 
 async fn answer(state: &RealtimeState, session: &Session, event: &str, args: Vec<Value>) -> Result<Value, String> {
     let plugin = state.plugins.by_socket_event(event).ok_or_else(|| format!("unknown event {event}"))?;
+    // An isolated plugin answers at once, without a transaction or an error logged per call.
+    plugin.available().map_err(|isolated| isolated.to_string())?;
     let request = types::SocketRequest {
         actor: types::User {
             id: session.user.id.clone(),
