@@ -1,14 +1,17 @@
-//! Sessions and users over HTTP: login, rotation, logout, the login throttle (directly and
-//! behind a trusted proxy), user creation, and the request guards (Origin, content type, body
-//! size).
+//! Sessions and users over HTTP: login, rotation, logout, the login throttle (behind a trusted
+//! proxy, so that `X-Forwarded-For` names many clients on loopback), user creation, and the
+//! request guards (Origin, content type, body size).
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use host::sessions::client_addr::parse_trusted_proxy;
-use host::sessions::throttle::PER_ADDRESS;
+use host::sessions::throttle::{ACCOUNT_LIMIT, ACCOUNT_WINDOW, FREE_ACROSS_ACCOUNTS, FREE_ON_ONE_ACCOUNT};
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_TYPE, ORIGIN, SET_COOKIE};
+use reqwest::header::{CONTENT_TYPE, ORIGIN, RETRY_AFTER, SET_COOKIE};
 use serde_json::json;
 
-use crate::support::{ADMIN_EMAIL, ADMIN_PASSWORD, Backend, TestHost, both_backends};
+use crate::support::{ADMIN_EMAIL, ADMIN_PASSWORD, Backend, Client, TestHost, both_backends};
 
 both_backends!(
     login_sets_a_hardened_cookie_and_never_says_which_part_was_wrong,
@@ -16,7 +19,9 @@ both_backends!(
     users_are_created_by_admins_with_unique_emails,
     request_guards_refuse_bad_requests,
     only_admins_change_roles_and_the_change_applies_at_once,
-    login_is_throttled,
+    a_failing_client_waits_longer_each_time_while_others_sign_in,
+    unknown_accounts_are_throttled_exactly_like_known_ones,
+    distributed_guessing_is_bounded_per_account_except_for_addresses_that_signed_in,
     behind_a_trusted_proxy_the_throttle_counts_each_forwarded_client,
     without_trusted_proxies_x_forwarded_for_is_ignored,
     sessions_expire_when_idle,
@@ -35,75 +40,156 @@ async fn events_api_global_routes_answer_as_the_original(backend: Backend) {
     host.stop().await;
 }
 
-async fn login_is_throttled(backend: Backend) {
-    let host = TestHost::start(backend).await;
-    let client = host.anonymous();
-    let attempt = |email: &'static str, password: &'static str| {
-        let http = client.http.clone();
-        let url = client.url("/api/v1/auth/login");
-        async move { http.post(url).json(&json!({ "email": email, "password": password })).send().await.unwrap() }
-    };
-    for _ in 0..5 {
-        assert_eq!(attempt(ADMIN_EMAIL, "wrong password").await.status(), StatusCode::UNAUTHORIZED);
+/// A login attempt as forwarded by a proxy for `client`, as the client sees it.
+async fn login_forwarded_for(client: &str, host: &TestHost, email: &str, password: &str) -> Answer {
+    let body = json!({ "email": email, "password": password });
+    let http = host.anonymous().http;
+    let res = http.post(host.url("/api/v1/auth/login")).header("x-forwarded-for", client).json(&body).send().await;
+    let res = res.unwrap();
+    let retry_after = res.headers().get(RETRY_AFTER).map(|v| v.to_str().unwrap().to_owned());
+    let (status, body) = Client::read(res).await;
+    Answer { status, retry_after, body }
+}
+
+#[derive(Debug, PartialEq)]
+struct Answer {
+    status: StatusCode,
+    retry_after: Option<String>,
+    body: serde_json::Value,
+}
+
+impl Answer {
+    /// The wait it asks for, in whole seconds.
+    fn wait(&self) -> Duration {
+        Duration::from_secs(self.retry_after.as_deref().expect("Retry-After").parse().unwrap())
     }
-    let limited = attempt(ADMIN_EMAIL, ADMIN_PASSWORD).await;
-    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS, "even the right password waits");
-    assert!(limited.headers().contains_key("retry-after"));
-    // An account that does not exist is limited the same way: the answer reveals nothing.
-    for _ in 0..5 {
-        assert_eq!(attempt("nobody@example.com", "wrong password").await.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// A server behind a proxy on 127.0.0.1, the test client's address, so that `X-Forwarded-For`
+/// names the clients.
+async fn behind_a_proxy(backend: Backend) -> TestHost {
+    TestHost::start_with(backend, |config| {
+        config.trusted_proxies = vec![parse_trusted_proxy("127.0.0.1").unwrap()];
+    })
+    .await
+}
+
+async fn a_failing_client_waits_longer_each_time_while_others_sign_in(backend: Backend) {
+    let host = behind_a_proxy(backend).await;
+    let (a, b) = ("203.0.113.7", "198.51.100.20");
+    for _ in 0..FREE_ON_ONE_ACCOUNT {
+        assert_eq!(login_forwarded_for(a, &host, ADMIN_EMAIL, "wrong password").await.status, StatusCode::UNAUTHORIZED);
     }
-    assert_eq!(attempt("nobody@example.com", "wrong password").await.status(), StatusCode::TOO_MANY_REQUESTS);
+    let limited = login_forwarded_for(a, &host, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    assert_eq!(
+        limited,
+        Answer {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            retry_after: Some("1".into()),
+            body: json!({ "error": "too many attempts; try again later" }),
+        },
+        "client A waits, even with the right password"
+    );
+    assert_eq!(login_forwarded_for(b, &host, ADMIN_EMAIL, ADMIN_PASSWORD).await.status, StatusCode::OK, "B does not");
+    let elsewhere = login_forwarded_for(a, &host, "someone@example.com", "wrong password").await;
+    assert_eq!(elsewhere.status, StatusCode::UNAUTHORIZED, "A waits only on the account it failed on");
+
+    tokio::time::sleep(limited.wait()).await;
+    assert_eq!(login_forwarded_for(a, &host, ADMIN_EMAIL, "wrong password").await.status, StatusCode::UNAUTHORIZED);
+    let longer = login_forwarded_for(a, &host, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    assert_eq!(
+        (longer.status, longer.retry_after.as_deref()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("2")),
+        "each further failure doubles the wait"
+    );
+
+    tokio::time::sleep(longer.wait()).await;
+    assert_eq!(login_forwarded_for(a, &host, ADMIN_EMAIL, ADMIN_PASSWORD).await.status, StatusCode::OK);
+    for _ in 0..FREE_ON_ONE_ACCOUNT {
+        let after = login_forwarded_for(a, &host, ADMIN_EMAIL, "wrong password").await;
+        assert_eq!(after.status, StatusCode::UNAUTHORIZED, "signing in cleared A's failures");
+    }
     host.stop().await;
 }
 
-/// A login attempt as forwarded by a proxy for `client`.
-async fn login_forwarded_for(client: &str, host: &TestHost, email: &str, password: &str) -> StatusCode {
-    let body = json!({ "email": email, "password": password });
-    let http = host.anonymous().http;
-    http.post(host.url("/api/v1/auth/login"))
-        .header("x-forwarded-for", client)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .status()
+async fn unknown_accounts_are_throttled_exactly_like_known_ones(backend: Backend) {
+    let host = behind_a_proxy(backend).await;
+    // One client fails until it waits; then another client tries the same account.
+    let transcript = async |email: &str, attacker: &str, bystander: &str| {
+        let mut answers = Vec::new();
+        for _ in 0..=FREE_ON_ONE_ACCOUNT {
+            answers.push(login_forwarded_for(attacker, &host, email, "wrong password").await);
+        }
+        answers.push(login_forwarded_for(bystander, &host, email, "wrong password").await);
+        answers
+    };
+    let known = transcript(ADMIN_EMAIL, "203.0.113.1", "198.51.100.1").await;
+    let unknown = transcript("nobody@example.com", "203.0.113.2", "198.51.100.2").await;
+    let statuses: Vec<_> = known.iter().map(|a| (a.status, a.retry_after.as_deref())).collect();
+    let mut expected = vec![(StatusCode::UNAUTHORIZED, None); FREE_ON_ONE_ACCOUNT as usize];
+    expected.extend([(StatusCode::TOO_MANY_REQUESTS, Some("1")), (StatusCode::UNAUTHORIZED, None)]);
+    assert_eq!(statuses, expected);
+    assert_eq!(known, unknown, "statuses, bodies and Retry-After alike");
+    host.stop().await;
+}
+
+async fn distributed_guessing_is_bounded_per_account_except_for_addresses_that_signed_in(backend: Backend) {
+    let host = Arc::new(behind_a_proxy(backend).await);
+    let owner = "198.51.100.20";
+    assert_eq!(login_forwarded_for(owner, &host, ADMIN_EMAIL, ADMIN_PASSWORD).await.status, StatusCode::OK);
+    // Each bot stays within its free failures; together they reach the account's limit.
+    let mut bots = tokio::task::JoinSet::new();
+    for bot in 0..ACCOUNT_LIMIT / FREE_ON_ONE_ACCOUNT {
+        let host = Arc::clone(&host);
+        bots.spawn(async move {
+            for _ in 0..FREE_ON_ONE_ACCOUNT {
+                let answer = login_forwarded_for(&format!("10.0.{bot}.1"), &host, ADMIN_EMAIL, "guess").await;
+                assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+            }
+        });
+    }
+    bots.join_all().await;
+    let newcomer = login_forwarded_for("192.0.2.1", &host, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    assert_eq!(newcomer.status, StatusCode::TOO_MANY_REQUESTS, "an address new to the account waits");
+    assert!(newcomer.wait() <= ACCOUNT_WINDOW, "until the window ends: {:?}", newcomer.retry_after);
+    let owner_again = login_forwarded_for(owner, &host, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    assert_eq!(owner_again.status, StatusCode::OK, "an address that signed in before does not");
+    Arc::into_inner(host).expect("the bots are done").stop().await;
 }
 
 async fn behind_a_trusted_proxy_the_throttle_counts_each_forwarded_client(backend: Backend) {
-    // The test client connects from 127.0.0.1: here, the proxy.
-    let host = TestHost::start_with(backend, |config| {
-        config.trusted_proxies = vec![parse_trusted_proxy("127.0.0.1").unwrap()];
-    })
-    .await;
+    let host = behind_a_proxy(backend).await;
     let (a, b) = ("203.0.113.7", "198.51.100.20");
-    // Different accounts each time, so that only the address's budget runs out.
-    for i in 0..PER_ADDRESS {
+    // Different accounts each time, so that only the address's failures across accounts count.
+    for i in 0..FREE_ACROSS_ACCOUNTS {
         let email = format!("guess{i}@example.com");
-        assert_eq!(login_forwarded_for(a, &host, &email, "wrong password").await, StatusCode::UNAUTHORIZED);
+        assert_eq!(login_forwarded_for(a, &host, &email, "wrong password").await.status, StatusCode::UNAUTHORIZED);
     }
     assert_eq!(
-        login_forwarded_for(a, &host, ADMIN_EMAIL, ADMIN_PASSWORD).await,
+        login_forwarded_for(a, &host, ADMIN_EMAIL, ADMIN_PASSWORD).await.status,
         StatusCode::TOO_MANY_REQUESTS,
         "client A is throttled"
     );
     // A spoofed hop left of what the proxy appended does not give A a fresh budget.
     let spoofed = format!("{b}, {a}");
-    assert_eq!(login_forwarded_for(&spoofed, &host, ADMIN_EMAIL, ADMIN_PASSWORD).await, StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(login_forwarded_for(b, &host, ADMIN_EMAIL, ADMIN_PASSWORD).await, StatusCode::OK, "client B is not");
+    let answer = login_forwarded_for(&spoofed, &host, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    assert_eq!(answer.status, StatusCode::TOO_MANY_REQUESTS);
+    let answer = login_forwarded_for(b, &host, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    assert_eq!(answer.status, StatusCode::OK, "client B is not");
     host.stop().await;
 }
 
 async fn without_trusted_proxies_x_forwarded_for_is_ignored(backend: Backend) {
     let host = TestHost::start(backend).await;
     assert!(host.config.trusted_proxies.is_empty(), "none trusted by default");
-    // Every attempt claims another address; all are counted against the peer's one budget.
-    for i in 0..PER_ADDRESS {
+    // Every attempt claims another address; all are counted against the peer.
+    for i in 0..FREE_ACROSS_ACCOUNTS {
         let (client, email) = (format!("203.0.113.{i}"), format!("guess{i}@example.com"));
-        assert_eq!(login_forwarded_for(&client, &host, &email, "wrong password").await, StatusCode::UNAUTHORIZED);
+        let answer = login_forwarded_for(&client, &host, &email, "wrong password").await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
     }
     assert_eq!(
-        login_forwarded_for("198.51.100.20", &host, ADMIN_EMAIL, ADMIN_PASSWORD).await,
+        login_forwarded_for("198.51.100.20", &host, ADMIN_EMAIL, ADMIN_PASSWORD).await.status,
         StatusCode::TOO_MANY_REQUESTS
     );
     host.stop().await;

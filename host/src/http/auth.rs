@@ -3,6 +3,7 @@
 
 use axum::Json;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
 
 use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
 use axum::http::request::Parts;
@@ -39,23 +40,25 @@ impl FromRequestParts<AppState> for ClientAddr {
 }
 
 /// `POST /api/v1/auth/login`: a new session (any session from the presented cookie ends).
-/// Failed attempts are throttled per account and per address (429 with `Retry-After`).
+/// A client address that keeps failing waits longer after each failure (429 with
+/// `Retry-After`); see `sessions::throttle` for the rules.
 pub async fn login(
     State(state): State<AppState>,
     ClientAddr(address): ClientAddr,
     jar: CookieJar,
     JsonBody(creds): JsonBody<Credentials>,
 ) -> Result<Response, ApiError> {
-    if let Err(retry_after) = state.throttle.check(&creds.email, address) {
-        return Err(ApiError::TooManyRequests(retry_after.as_secs().max(1)));
+    if let Err(wait) = state.throttle.admit(&creds.email, address, Instant::now()) {
+        // Whole seconds, rounded up: a client that waits as told is admitted.
+        return Err(ApiError::TooManyRequests(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)));
     }
     let (session, token) = match sessions::login(&state.db, &state.clock, &creds.email, &creds.password).await {
         Ok(signed_in) => {
-            state.throttle.succeeded(&creds.email);
+            state.throttle.succeeded(&creds.email, address, Instant::now());
             signed_in
         }
         Err(sessions::AuthError::Unauthorized) => {
-            state.throttle.failed(&creds.email, address);
+            state.throttle.failed(&creds.email, address, Instant::now());
             return Err(ApiError::Unauthorized);
         }
         Err(other) => return Err(other.into()),
