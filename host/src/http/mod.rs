@@ -4,6 +4,7 @@
 //! `dispatch` and `plugin::Registry`.
 
 mod auth;
+mod drain;
 mod error;
 mod plugins;
 mod records;
@@ -51,6 +52,12 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), guard_origin))
         .layer(middleware::from_fn(refuse_nul))
+        // Outermost, so that every refusal above (and any handler's) reaches a client still
+        // sending its body; bounded by the largest body any route accepts.
+        .layer(middleware::from_fn_with_state(
+            state.config.max_body_bytes.max(plugins::MAX_COMPONENT_BYTES),
+            drain::drain_unread_body,
+        ))
         .with_state(state)
 }
 

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -63,19 +63,28 @@ pub struct InstallOptions {
 }
 
 /// `PUT /api/v1/admin/plugins/<name>` with the component as an `application/wasm` body.
+///
+/// The caller and the content type are checked before the body is buffered, so a refused
+/// upload costs no memory; `http::drain` still reads it, so that the refusal reaches the client.
 pub async fn install(
     State(state): State<AppState>,
     CurrentUser(session): CurrentUser,
     Path(name): Path<String>,
     Query(options): Query<InstallOptions>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Result<Response, ApiError> {
     require_admin(&session)?;
-    let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let content_type = request.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     if !content_type.starts_with("application/wasm") {
         return Err(ApiError::UnsupportedMediaType("a plugin is uploaded as application/wasm".into()));
     }
+    let body = Bytes::from_request(request, &state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge
+        } else {
+            ApiError::BadRequest(rejection.body_text())
+        }
+    })?;
     let serving = state
         .manager
         .install(body.to_vec(), &session.user.id, options.approve_grants, Some(&name))
