@@ -34,7 +34,7 @@ use host::plugin::Limits;
 use integration_tests::TempDir;
 use serde_json::json;
 
-const HOSTILE: [&str; 5] = ["loop", "memory-bomb", "recurse", "huge-body", "flood"];
+const HOSTILE: [&str; 6] = ["loop", "sleep", "memory-bomb", "recurse", "huge-body", "flood"];
 /// One call of the second client every this often (100/s): steady load, rather than a flood
 /// of HTTP requests that would measure the load generator instead.
 const SECOND_CLIENT_PERIOD: Duration = Duration::from_millis(10);

@@ -14,6 +14,7 @@ both_backends!(
     faults_are_contained_and_the_plugin_keeps_serving,
     a_plugin_that_keeps_faulting_is_isolated,
     limits_can_be_set_per_plugin,
+    guests_that_try_to_wait_hold_nothing,
 );
 
 async fn faults_are_contained_and_the_plugin_keeps_serving(backend: Backend) {
@@ -30,6 +31,8 @@ async fn faults_are_contained_and_the_plugin_keeps_serving(backend: Backend) {
     let cases = [
         ("trap", StatusCode::BAD_GATEWAY),
         ("loop", StatusCode::GATEWAY_TIMEOUT),
+        // Waiting is denied: the timer traps at once.
+        ("sleep", StatusCode::BAD_GATEWAY),
         ("bad-status", StatusCode::BAD_GATEWAY),
         ("write-other", StatusCode::BAD_GATEWAY),
         ("notify-other", StatusCode::BAD_GATEWAY),
@@ -53,6 +56,10 @@ async fn faults_are_contained_and_the_plugin_keeps_serving(backend: Backend) {
         }
         if action == "loop" {
             assert!(started.elapsed() < Duration::from_secs(5), "the endless loop was stopped");
+        }
+        if action == "sleep" {
+            assert!(started.elapsed() < Duration::from_secs(2), "the sleep was not waited out");
+            assert!(body["error"].as_str().is_some(), "{body}");
         }
         assert_eq!(counts().await, baseline, "{action} changed stored data or logged a notification");
         let (status, _) = user.post("/api/v1/faults/ok", &json!({})).await;
@@ -116,5 +123,34 @@ async fn limits_can_be_set_per_plugin(backend: Backend) {
     let limits = |name: &str| list.as_array().unwrap().iter().find(|p| p["name"] == name).unwrap()["limits"].clone();
     assert_eq!(limits("fault-misbehave")["timeoutMs"], 50, "the operator sees the override");
     assert_eq!(limits("department")["timeoutMs"], 2000, "other plugins keep the global limits");
+    host.stop().await;
+}
+
+/// A guest that sleeps would wait in the host, where no epoch deadline reaches it, holding
+/// the write lock and a connection. Waiting is denied, so concurrent sleepers take nothing
+/// from well-behaved requests, and each is counted as a fault at once.
+async fn guests_that_try_to_wait_hold_nothing(backend: Backend) {
+    // Counted faults, not isolation, are the point here.
+    let host = TestHost::start_with(backend, |c| c.limits.isolate_after = 100).await;
+    let admin = host.admin().await;
+    let (user, _) = host.user("USER").await;
+    let started = Instant::now();
+    let mut sleepers = tokio::task::JoinSet::new();
+    for _ in 0..9 {
+        let (http, url) = (user.http.clone(), user.url("/api/v1/faults/sleep"));
+        sleepers.spawn(async move { http.post(url).json(&json!({})).send().await.unwrap().status() });
+    }
+    let department = json!({ "name": "Gymnasium", "description": "G" });
+    let anonymous = host.anonymous();
+    let create = admin.post("/api/v1/departments", &department);
+    let list = anonymous.get("/api/v1/departments");
+    let ((created, _), (listed, _), sleepers) = tokio::join!(create, list, sleepers.join_all());
+    assert_eq!(created, StatusCode::CREATED);
+    assert_eq!(listed, StatusCode::OK);
+    assert!(sleepers.iter().all(|status| *status == StatusCode::BAD_GATEWAY), "{sleepers:?}");
+    assert!(started.elapsed() < Duration::from_secs(2), "nobody waited out a sleep: {:?}", started.elapsed());
+    let (_, list) = admin.get("/api/v1/admin/plugins").await;
+    let stats = &list.as_array().unwrap().iter().find(|p| p["name"] == "fault-misbehave").unwrap()["stats"];
+    assert!(stats["faults"].as_u64().unwrap() >= 9, "each sleeper counted as a fault: {stats}");
     host.stop().await;
 }

@@ -25,11 +25,17 @@ use crate::plugin::{Error, FaultKind, LoadError};
 
 /// How often the engine's epoch advances; the granularity of deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
+/// A call's wall-clock bound, as a multiple of its [`Limits::timeout`]: the bound that holds
+/// whatever the guest does (host reads, a busy machine), where the timeout itself counts only
+/// the time the guest runs.
+pub const WALL_FACTOR: u32 = 10;
 
 /// The limits applied to every plugin call.
 #[derive(Clone, Debug)]
 pub struct Limits {
-    /// Wall-clock budget of one call, host reads included.
+    /// Budget of one call: guest code may run this long (on a CPU; time spent waiting for a
+    /// worker thread does not count), and no call lasts longer than [`WALL_FACTOR`] times
+    /// this in wall-clock time, whatever it waits on.
     pub timeout: Duration,
     /// Linear memory per instance, in bytes.
     pub max_memory: usize,
@@ -219,10 +225,10 @@ impl Runtime {
 
     async fn describe(&self, pre: &PluginPre<PluginCtx>) -> Result<wit::Descriptor, LoadError> {
         let mut store = self.new_store("loading", None, Arc::default());
-        let result = async {
+        let result = bounded(self.limits.timeout, async {
             let instance = pre.instantiate_async(&mut store).await?;
             instance.tidings_plugin_handler().call_describe(&mut store).await
-        }
+        })
         .await;
         result.map_err(|e| LoadError::Describe(format!("{e:#}")))
     }
@@ -250,7 +256,8 @@ impl Runtime {
             .await
     }
 
-    /// Run `on-socket-event` on a fresh instance, reading inside `tx`.
+    /// Run `on-socket-event` on a fresh instance, reading inside `tx`. The reply is judged
+    /// by the caller, like a response (`dispatch::check_reply`).
     pub async fn socket_event(
         &self,
         plugin: &LoadedPlugin,
@@ -262,9 +269,6 @@ impl Runtime {
                 instance.tidings_plugin_handler().call_on_socket_event(store, req).await
             })
             .await;
-        if outcome.is_ok() {
-            self.record_outcome(plugin, false);
-        }
         outcome
     }
 
@@ -282,10 +286,12 @@ impl Runtime {
         plugin.stats.calls.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let mut store = self.new_store(&plugin.descriptor.name, Some(tx), Arc::clone(&plugin.readable));
-        let result = match plugin.pre.instantiate_async(&mut store).await {
-            Ok(instance) => export(&mut store, instance).await,
-            Err(err) => Err(err),
-        };
+        let timeout = self.limits_for(&plugin.descriptor.name).timeout;
+        let result = bounded(timeout, async {
+            let instance = plugin.pre.instantiate_async(&mut store).await?;
+            export(&mut store, instance).await
+        })
+        .await;
         let ctx = store.data_mut();
         let (tx, host_error) = (ctx.store.tx.take(), ctx.store.host_error.take());
         plugin.stats.record_latency(started.elapsed());
@@ -341,11 +347,16 @@ impl Runtime {
         let mut store = Store::new(&self.engine, ctx);
         store.limiter(|ctx| &mut ctx.limits);
         // Yield to the async runtime every tick, so a busy plugin never holds a worker
-        // thread for long, and interrupt the call once its time is up.
-        let deadline = Instant::now() + limits.timeout;
+        // thread for long, and interrupt the call once it has run its budget. The callback
+        // fires once per tick the guest was running when the epoch advanced, so it counts
+        // run time: a call that waits for a worker on a busy server is not charged for the
+        // wait (a call that waits in the host is stopped by [`bounded`] instead).
+        let budget = limits.timeout.as_micros().div_ceil(EPOCH_TICK.as_micros()).max(1);
+        let mut ran = 0;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
-            Ok(if Instant::now() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
+            ran += 1;
+            Ok(if ran >= budget { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
         });
         store
     }
@@ -403,6 +414,18 @@ impl LoadedPlugin {
     /// Whether the plugin's grants let it write and notify about `record_type`.
     pub fn may_write(&self, record_type: &str) -> bool {
         self.writable.contains(record_type)
+    }
+}
+
+/// Run one entry into a guest with the wall-clock bound ([`WALL_FACTOR`] × `timeout`) that
+/// holds whatever the guest does. When it fires the call's future is dropped, and with it
+/// whatever the call was waiting on; the caller drops the store, which rolls back the
+/// transaction and frees its connection. It counts as a timeout ([`Trap::Interrupt`]).
+async fn bounded<T>(timeout: Duration, call: impl Future<Output = wasmtime::Result<T>>) -> wasmtime::Result<T> {
+    match tokio::time::timeout(timeout * WALL_FACTOR, call).await {
+        Ok(result) => result,
+        Err(_) => Err(wasmtime::Error::new(Trap::Interrupt)
+            .context(format!("the call did not end within its wall-clock bound of {:?}", timeout * WALL_FACTOR))),
     }
 }
 
@@ -491,8 +514,13 @@ fn validate(d: &wit::Descriptor) -> Result<(Routes, Routes), LoadError> {
         }
     }
     for index in &d.indexes {
-        if let Err(e) = crate::db::records::check_field(&index.field) {
-            return invalid(format!("index: {e}"));
+        for field in std::iter::once(&index.field).chain(&index.then_by) {
+            if let Err(e) = crate::db::records::check_field(field) {
+                return invalid(format!("index: {e}"));
+            }
+        }
+        if index.kind == wit::IndexKind::Elements && !index.then_by.is_empty() {
+            return invalid(format!("index on {}: an elements index has no further fields", index.field));
         }
     }
     Ok((routes, user_views))

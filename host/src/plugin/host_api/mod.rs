@@ -3,15 +3,17 @@
 
 pub mod log;
 pub mod store;
+pub mod wasi;
 
 use wasmtime::component::{HasSelf, Linker};
 
 use crate::plugin::bindings::wit;
 use crate::plugin::ctx::PluginCtx;
 
-/// Link every host capability (and WASI, with nothing granted) into `linker`. Done once.
+/// Link every host capability (and WASI, with nothing granted and no waiting) into `linker`.
+/// Done once.
 pub fn link(linker: &mut Linker<PluginCtx>) -> wasmtime::Result<()> {
-    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    wasi::link(linker)?;
     wit::add_to_linker::<PluginCtx, HasSelf<PluginCtx>>(linker, |ctx| ctx)?;
     store::add_to_linker(linker)?;
     log::add_to_linker(linker)?;

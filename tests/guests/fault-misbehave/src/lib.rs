@@ -11,6 +11,7 @@ impl Plugin for Misbehave {
             "ok",
             "trap",
             "loop",
+            "sleep",
             "bad-status",
             "write-other",
             "notify-other",
@@ -22,6 +23,7 @@ impl Plugin for Misbehave {
             "flood",
             "other-session",
             "escalate",
+            "forge",
         ];
         actions.iter().fold(Descriptor::new("fault-misbehave", "FAULT", "faults", "0.1.0"), |d, a| {
             d.action(a, Method::Post, &format!("/{a}"), Access::SignedIn)
@@ -40,6 +42,11 @@ impl Plugin for Misbehave {
             "trap" => panic!("this plugin traps on purpose"),
             #[allow(clippy::empty_loop)]
             "loop" => loop {},
+            // Waits in the host (a WASI timer and a block), where no epoch deadline reaches.
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_secs(3));
+                Ok(stored)
+            }
             "bad-status" => Ok(Response::with_status(500, &json)),
             "write-other" => {
                 let other = Record::new("DEPARTMENT", req.now(), json!({ "name": "smuggled" }));
@@ -76,6 +83,14 @@ impl Plugin for Misbehave {
                 let mut me = get::<Value>("USER", &user.id)?.ok_or_else(|| PluginError::NotFound(user.id.clone()))?;
                 me.data["role"] = json!("ADMIN");
                 Ok(Response::ok(&me.to_json()).update(&me))
+            }
+            // Host-owned fields in the data, and forged times in the notified record.
+            "forge" => {
+                let forged = Record::new("FAULT", "1999-01-01T00:00:00.000Z", json!({ "version": 99, "updatedAt": "x" }));
+                let json = forged.to_json();
+                Ok(Response::created(&json)
+                    .insert(&forged)
+                    .notify(Notification::created("FAULT", &forged.id, &json).to(Target::All)))
             }
             other => Err(PluginError::NotFound(format!("no action {other}"))),
         }
