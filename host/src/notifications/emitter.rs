@@ -1,11 +1,18 @@
-//! The emitter task: follows the notification log in offset order, seats sockets (with
+//! The emitter task: emits committed notifications in offset order, seats sockets (with
 //! replay for resuming ones), records its position, and prunes the log.
+//!
+//! Entries reach it two ways. A committing request hands its entries over in memory right
+//! after its commit ([`Handoff`]), so they leave without a database read; the log is read
+//! only to fill a gap (an entry committed by a request that did not hand it over, or by
+//! another process), and every [`TICK`] regardless.
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
+use serde_json::value::RawValue;
 use socketioxide::extract::SocketRef;
 use socketioxide::{SendError, SocketError, SocketIo};
 use tokio::sync::{Notify, mpsc};
@@ -15,17 +22,50 @@ use crate::db::Db;
 use crate::db::notifications::{self as log, LoggedNotification};
 use crate::notifications::{RECOVERY_EVENT, Retention, Seat, socket_room};
 
-/// How often the emitter looks at the log without being woken.
+/// How often the emitter reads the log without being asked to.
 const TICK: Duration = Duration::from_millis(500);
+/// How long a gap in the handed-over entries may last before the log is read to fill it
+/// (the missing entry is usually a moment behind, handed over by a request still running).
+const GAP_WAIT: Duration = Duration::from_millis(2);
+/// How often the emitted position is written to the database (not every round: that write
+/// would compete with every request for the write lock).
+const RECORD_EVERY: Duration = Duration::from_secs(1);
 /// How often the log is pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// Most log entries read per round.
 const BATCH: i64 = 500;
+/// Most entries waiting in the handoff; past it, entries are left for the log read.
+const MAX_HANDED_OFF: usize = 10_000;
 /// How long a replay waits for a socket whose buffer is full.
 const SLOW_CONSUMER_WAIT: Duration = Duration::from_secs(5);
 /// How long a cut socket's disconnect packet is retried (longer than the Engine.IO heartbeat,
 /// which closes a client that reads nothing at all).
 const CUT_RETRY_FOR: Duration = Duration::from_secs(60);
+
+/// Committed entries handed from the committing requests to the emitter.
+#[derive(Default)]
+pub(super) struct Handoff {
+    pending: Mutex<BTreeMap<i64, LoggedNotification>>,
+    /// Something was committed that was not handed over: read the log.
+    read_log: AtomicBool,
+    wake: Notify,
+}
+
+impl Handoff {
+    pub(super) fn committed(&self, entries: Vec<LoggedNotification>) {
+        if entries.is_empty() {
+            self.read_log.store(true, Ordering::Release);
+        } else {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            if pending.len() + entries.len() <= MAX_HANDED_OFF {
+                pending.extend(entries.into_iter().map(|n| (n.seq, n)));
+            } else {
+                self.read_log.store(true, Ordering::Release);
+            }
+        }
+        self.wake.notify_one();
+    }
+}
 
 /// The emitter task's state; [`Emitter::start`] runs it.
 pub struct Emitter {
@@ -33,9 +73,12 @@ pub struct Emitter {
     db: Db,
     clock: Clock,
     retention: Retention,
-    /// The highest offset emitted.
+    /// The highest offset emitted…
     last: i64,
-    wake: Arc<Notify>,
+    /// …shared with the connect handler, which seats a new socket from there, and with the
+    /// bookkeeping task, which records it in the database.
+    position: Arc<AtomicI64>,
+    handoff: Arc<Handoff>,
     seats: mpsc::Receiver<Seat>,
 }
 
@@ -45,43 +88,138 @@ impl Emitter {
         db: Db,
         clock: Clock,
         retention: Retention,
-        wake: Arc<Notify>,
+        handoff: Arc<Handoff>,
+        position: Arc<AtomicI64>,
         seats: mpsc::Receiver<Seat>,
     ) -> Result<Emitter, crate::db::Error> {
         let last = log::counter(&db.pool, "emitted_seq").await?;
-        Ok(Emitter { io, db, clock, retention, last, wake, seats })
+        position.store(last, Ordering::Release);
+        Ok(Emitter { io, db, clock, retention, last, position, handoff, seats })
     }
 
     /// Run the emitter on its own task. Call after the Socket.IO namespace is registered.
     /// Abort the returned task to stop it (it holds the Socket.IO handle).
     pub fn start(mut self) -> tokio::task::JoinHandle<()> {
+        // Writing the position and pruning wait for the database's write lock, which a busy
+        // server's write pipeline holds most of the time: on a task of their own, so that
+        // emission never waits for them. It ends with the emitter.
+        let (caught_up, start_bookkeeping) = tokio::sync::oneshot::channel();
+        let bookkeeper = AbortOnDrop(tokio::spawn(bookkeeping(
+            self.db.clone(),
+            self.clock.clone(),
+            self.retention,
+            Arc::clone(&self.position),
+            start_bookkeeping,
+        )));
         tokio::spawn(async move {
-            let mut last_prune = Instant::now() - PRUNE_EVERY;
+            let _bookkeeper = bookkeeper;
+            let mut caught_up = Some(caught_up);
+            // The first round reads the log: whatever was committed before the start.
+            let mut last_read: Option<Instant> = None;
+            let mut gap_since: Option<Instant> = None;
             loop {
-                if let Err(err) = self.follow().await {
-                    tracing::error!(%err, "reading the notification log failed; retrying");
-                }
-                if last_prune.elapsed() >= PRUNE_EVERY {
-                    last_prune = Instant::now();
-                    if let Err(err) = self.prune().await {
-                        tracing::warn!(%err, "pruning the notification log failed");
+                let gap = self.emit_handed_off();
+                gap_since = if gap { gap_since.or_else(|| Some(Instant::now())) } else { None };
+                let read_log = last_read.is_none_or(|t| t.elapsed() >= TICK)
+                    || gap_since.is_some_and(|t| t.elapsed() >= GAP_WAIT)
+                    || self.handoff.read_log.swap(false, Ordering::AcqRel);
+                if read_log {
+                    last_read = Some(Instant::now());
+                    match self.follow().await {
+                        // What was committed before the start is emitted: record it and prune.
+                        Ok(()) => drop(caught_up.take().map(|tx| tx.send(()))),
+                        Err(err) => tracing::error!(%err, "reading the notification log failed; retrying"),
+                    }
+                    if !self.emit_handed_off() {
+                        gap_since = None;
                     }
                 }
                 tokio::select! {
+                    () = self.handoff.wake.notified() => {}
                     seat = self.seats.recv() => match seat {
                         Some(seat) => self.seat(seat).await,
                         None => return,
                     },
-                    () = self.wake.notified() => {}
-                    () = tokio::time::sleep(TICK) => {}
+                    () = tokio::time::sleep(if gap_since.is_some() { GAP_WAIT } else { TICK }) => {}
                 }
             }
         })
     }
 }
 
+/// Aborts a task when dropped: a helper task that must not outlive its owner.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Record the emitter's position (at most once a [`RECORD_EVERY`]) and prune the log to the
+/// retention (once the emitter has caught up at start, then once a [`PRUNE_EVERY`]; never past
+/// the recorded position).
+async fn bookkeeping(
+    db: Db,
+    clock: Clock,
+    retention: Retention,
+    position: Arc<AtomicI64>,
+    caught_up: tokio::sync::oneshot::Receiver<()>,
+) {
+    let _ = caught_up.await;
+    let mut recorded = i64::MIN;
+    let mut last_prune: Option<Instant> = None;
+    loop {
+        let emitted = position.load(Ordering::Acquire);
+        if emitted != recorded {
+            match log::set_emitted(&db.pool, emitted).await {
+                Ok(()) => recorded = emitted,
+                Err(err) => tracing::warn!(%err, "recording the emitted position failed"),
+            }
+        }
+        if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+            last_prune = Some(Instant::now());
+            if let Err(err) = prune(&db, &clock, retention).await {
+                tracing::warn!(%err, "pruning the notification log failed");
+            }
+        }
+        tokio::time::sleep(RECORD_EVERY).await;
+    }
+}
+
+async fn prune(db: &Db, clock: &Clock, retention: Retention) -> Result<(), crate::db::Error> {
+    let older_than = clock.now() - chrono::Duration::from_std(retention.max_age).unwrap_or(chrono::Duration::MAX);
+    let mut tx = db.begin_write().await?;
+    log::prune(&mut tx, retention.max_entries, &iso(older_than)).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 impl Emitter {
-    /// Emit every committed entry after `last`, in order, and record the new position.
+    /// Emit the handed-over entries that follow `last` without a gap. Returns whether some
+    /// are left waiting behind a gap.
+    fn emit_handed_off(&mut self) -> bool {
+        let (ready, gap) = {
+            let mut pending = self.handoff.pending.lock().unwrap_or_else(|p| p.into_inner());
+            // Entries the log read already emitted.
+            let mut newer = pending.split_off(&(self.last + 1));
+            std::mem::swap(&mut *pending, &mut newer);
+            let mut ready = Vec::new();
+            while let Some(entry) = pending.first_entry().filter(|e| *e.key() == self.last + 1 + ready.len() as i64) {
+                ready.push(entry.remove());
+            }
+            (ready, !pending.is_empty())
+        };
+        if let Some(newest) = ready.last().map(|n| n.seq) {
+            for n in &ready {
+                emit(&self.io, n);
+            }
+            self.advance(newest);
+        }
+        gap
+    }
+
+    /// Emit every committed entry after `last` from the log, in order.
     async fn follow(&mut self) -> Result<(), crate::db::Error> {
         loop {
             let batch = log::after(&self.db.pool, self.last, BATCH).await?;
@@ -89,23 +227,33 @@ impl Emitter {
             for n in &batch {
                 emit(&self.io, n);
             }
-            self.last = newest;
-            log::set_emitted(&self.db.pool, newest).await?;
+            self.advance(newest);
             if (batch.len() as i64) < BATCH {
                 return Ok(());
             }
         }
     }
 
-    /// Put a socket in its rooms; for a resuming one, replay what it missed first. Runs on the
-    /// emitter task, between rounds, so no entry is both replayed and emitted live.
-    async fn seat(&mut self, Seat { socket, rooms, after }: Seat) {
-        // Anything committed up to now is replayed rather than emitted live.
-        if let Err(err) = self.follow().await {
-            tracing::error!(%err, "reading the notification log failed while seating a socket");
-        }
+    fn advance(&mut self, emitted: i64) {
+        self.last = emitted;
+        self.position.store(emitted, Ordering::Release);
+    }
+
+    /// Put a socket in its rooms, then send it what it missed: the entries in `(after, last]`
+    /// for its rooms. Runs on the emitter task, between rounds, so every entry after `after`
+    /// reaches it exactly once: replayed up to `last`, live after. `after` is the offset the
+    /// client resumed from (then [`RECOVERY_EVENT`] ends the replay), or else the emitter's
+    /// position before the handshake completed, so nothing committed after `connect` is lost.
+    async fn seat(&mut self, Seat { socket, rooms, after, resumed }: Seat) {
         socket.join(rooms.clone());
-        let Some(after) = after else { return };
+        if !resumed {
+            if after < self.last
+                && let Err(err) = self.replay(&socket, &rooms, after).await
+            {
+                tracing::error!(%err, "sending a new socket what committed during its handshake failed");
+            }
+            return;
+        }
         let complete = match self.replay(&socket, &rooms, after).await {
             Ok(complete) => complete,
             Err(err) => {
@@ -140,21 +288,12 @@ impl Emitter {
         }
         Ok(after >= pruned && after <= self.last)
     }
-
-    async fn prune(&self) -> Result<(), crate::db::Error> {
-        let older_than =
-            self.clock.now() - chrono::Duration::from_std(self.retention.max_age).unwrap_or(chrono::Duration::MAX);
-        let mut tx = self.db.begin_write().await?;
-        log::prune(&mut tx, self.retention.max_entries, &iso(older_than)).await?;
-        tx.commit().await?;
-        Ok(())
-    }
 }
 
 /// Send to one socket, waiting while its bounded buffer is full. A socket that cannot take
 /// the packet within [`SLOW_CONSUMER_WAIT`] is disconnected (it can resume by offset later).
 /// Returns whether the packet was queued.
-async fn send_paced(socket: &SocketRef, event: &str, payload: &Value) -> bool {
+async fn send_paced(socket: &SocketRef, event: &str, payload: &(impl serde::Serialize + ?Sized)) -> bool {
     let deadline = Instant::now() + SLOW_CONSUMER_WAIT;
     loop {
         match socket.emit(event, payload) {
@@ -190,8 +329,10 @@ fn cut(socket: &SocketRef) {
     });
 }
 
-fn payload(n: &LoggedNotification) -> Option<Value> {
-    match serde_json::from_str(&n.payload) {
+/// The payload as stored: serialized verbatim for each socket, never parsed into a tree and
+/// written out again.
+fn payload(n: &LoggedNotification) -> Option<Box<RawValue>> {
+    match RawValue::from_string(n.payload.clone()) {
         Ok(payload) => Some(payload),
         Err(err) => {
             tracing::error!(offset = n.seq, %err, "a logged notification does not parse; not emitted");

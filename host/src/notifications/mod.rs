@@ -1,8 +1,9 @@
 //! Emission of committed notifications to Socket.IO rooms. The only place that emits on
 //! behalf of domain code, and the one place that names rooms.
 //!
-//! The notification log is the source of truth. A single emitter task tails it and emits
-//! every entry in offset order; a committing request only wakes it. The same task seats new
+//! The notification log is the source of truth. A single emitter task emits every entry in
+//! offset order: a committing request hands its entries over in memory, and the emitter
+//! reads the log only for what was not handed over. The same task seats new
 //! sockets in their rooms and replays what a resuming socket missed, so a resumed socket
 //! gets every entry exactly once: those up to the emitter's position by replay, the rest live.
 //! It records how far it has emitted, so entries committed but not emitted before a crash
@@ -13,14 +14,17 @@ mod emitter;
 pub use emitter::Emitter;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use socketioxide::SocketIo;
 use socketioxide::extract::SocketRef;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
 use crate::clock::Clock;
 use crate::db::Db;
+use crate::db::notifications::LoggedNotification;
+use emitter::Handoff;
 
 /// Every signed-in socket.
 pub const ALL_ROOM: &str = "all";
@@ -59,25 +63,36 @@ impl Default for Retention {
     }
 }
 
-/// A socket to seat in its rooms, replaying the entries after `after` first if given.
+/// A socket to seat in its rooms, sending it the entries after `after` first: a replay the
+/// client asked for (`resumed`, ended by [`RECOVERY_EVENT`]), or what committed while its
+/// handshake completed.
 pub(crate) struct Seat {
     socket: SocketRef,
     rooms: Vec<String>,
-    after: Option<i64>,
+    after: i64,
+    resumed: bool,
 }
 
 /// Seats newly connected sockets through the emitter.
 #[derive(Clone)]
 pub struct Seater {
     seats: mpsc::Sender<Seat>,
+    position: Arc<AtomicI64>,
 }
 
 impl Seater {
-    /// Put a newly connected socket in `rooms`. With `after` (the last offset the client
-    /// saw), first replay the entries it missed that `rooms` may see, then send
-    /// [`RECOVERY_EVENT`].
-    pub async fn seat(&self, socket: SocketRef, rooms: Vec<String>, after: Option<i64>) {
-        if self.seats.send(Seat { socket, rooms, after }).await.is_err() {
+    /// The offset a socket connecting now must be sent everything after: call it before the
+    /// socket's `connect` is sent, and pass it to [`Seater::seat`].
+    pub fn position(&self) -> i64 {
+        self.position.load(Ordering::Acquire)
+    }
+
+    /// Put a newly connected socket in `rooms`. With `resume_after` (the last offset the
+    /// client saw), first replay the entries it missed that `rooms` may see, then send
+    /// [`RECOVERY_EVENT`]; without, send those after `position` (from [`Seater::position`]).
+    pub async fn seat(&self, socket: SocketRef, rooms: Vec<String>, resume_after: Option<i64>, position: i64) {
+        let seat = Seat { socket, rooms, after: resume_after.unwrap_or(position), resumed: resume_after.is_some() };
+        if self.seats.send(seat).await.is_err() {
             tracing::error!("the emitter has stopped; a socket could not be seated");
         }
     }
@@ -87,8 +102,9 @@ impl Seater {
 #[derive(Clone)]
 pub struct Notifier {
     io: SocketIo,
-    wake: Arc<Notify>,
+    handoff: Arc<Handoff>,
     seats: mpsc::Sender<Seat>,
+    position: Arc<AtomicI64>,
 }
 
 impl Notifier {
@@ -101,21 +117,33 @@ impl Notifier {
         clock: Clock,
         retention: Retention,
     ) -> Result<(Notifier, emitter::Emitter), crate::db::Error> {
-        let wake = Arc::new(Notify::new());
+        let handoff = Arc::new(Handoff::default());
+        let position = Arc::new(AtomicI64::new(0));
         let (seats, seat_requests) = mpsc::channel(1024);
-        let emitter = emitter::Emitter::new(io.clone(), db, clock, retention, Arc::clone(&wake), seat_requests).await?;
-        Ok((Notifier { io, wake, seats }, emitter))
+        let emitter = emitter::Emitter::new(
+            io.clone(),
+            db,
+            clock,
+            retention,
+            Arc::clone(&handoff),
+            Arc::clone(&position),
+            seat_requests,
+        )
+        .await?;
+        Ok((Notifier { io, handoff, seats, position }, emitter))
     }
 
-    /// Tell the emitter that notifications were committed.
-    pub fn committed(&self) {
-        self.wake.notify_one();
+    /// Hand the entries a transaction just committed to the emitter, which emits them at
+    /// once (in offset order). Call right after the commit; with no entries (some were
+    /// committed but are not at hand), the emitter reads them from the log.
+    pub fn committed(&self, entries: Vec<LoggedNotification>) {
+        self.handoff.committed(entries);
     }
 
     /// The handle that seats new sockets. It holds no Socket.IO handle, so the namespace's
     /// connect handler can keep it without a reference cycle.
     pub fn seater(&self) -> Seater {
-        Seater { seats: self.seats.clone() }
+        Seater { seats: self.seats.clone(), position: Arc::clone(&self.position) }
     }
 
     /// Emit a host event (not a record notification) to every ADMIN socket, e.g.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use axum_extra::extract::CookieJar;
 
 use crate::clock::iso;
+use crate::dispatch::{self, DispatchError};
 use crate::plugin::types::{self, Role};
 use crate::realtime::RealtimeState;
 use crate::sessions::origin::origin_allowed;
@@ -144,9 +145,12 @@ async fn answer(state: &RealtimeState, session: &Session, event: &str, args: Vec
         tracing::error!(%e, "could not open a read transaction for a socket event");
         "server error".to_owned()
     })?;
-    match state.runtime.socket_event(&plugin, &request, tx).await {
-        Ok(json) => serde_json::from_str(&json).map_err(|_| "the plugin answered invalid JSON".to_owned()),
-        Err(crate::plugin::Error::Guest(refusal)) => Err(crate::plugin::refusal_message(&refusal).to_owned()),
+    let reply = state.runtime.socket_event(&plugin, &request, tx).await;
+    match reply.map_err(DispatchError::from).and_then(|json| dispatch::check_reply(&state.runtime, &plugin, &json)) {
+        Ok(reply) => Ok(reply),
+        Err(DispatchError::Plugin(crate::plugin::Error::Guest(refusal))) => {
+            Err(crate::plugin::refusal_message(&refusal).to_owned())
+        }
         Err(err) => {
             tracing::error!(%err, event, "plugin socket event failed");
             Err("the plugin failed".to_owned())

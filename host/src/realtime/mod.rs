@@ -29,13 +29,31 @@ pub struct RealtimeState {
     pub runtime: Arc<Runtime>,
 }
 
-/// Register the namespace: authenticate, then join rooms (replaying what a resuming client
-/// missed) and route events.
+/// Register the namespace: authenticate, prepare (before `connect` is sent), then join
+/// rooms (replaying what a resuming client missed) and route events.
 pub fn register(io: &SocketIo, seater: Seater) {
+    let prepare = {
+        let seater = seater.clone();
+        move |socket: SocketRef| prepare(socket, seater.position())
+    };
     let on_connect = move |socket: SocketRef, session: Extension<Arc<Session>>, auth: TryData<Value>| {
         on_connect(socket, session, auth, seater.clone())
     };
-    io.ns("/", on_connect.with(handlers::authenticate));
+    // Middlewares run in the reverse order of `with`: authenticate, then prepare.
+    io.ns("/", on_connect.with(prepare).with(handlers::authenticate));
+}
+
+/// The emitter's position before `connect` was sent: the socket is sent everything after it.
+#[derive(Clone, Copy)]
+struct ConnectedAfter(i64);
+
+/// Runs before socketioxide sends `connect`, so that a client may emit and be notified as
+/// soon as it sees `connect`: the event handler is in place, and the emitter's position is
+/// taken, from which the socket is sent every committed notification for its rooms.
+async fn prepare(socket: SocketRef, position: i64) -> Result<(), handlers::ConnectError> {
+    socket.on_fallback(handlers::plugin_event);
+    socket.extensions.insert(ConnectedAfter(position));
+    Ok(())
 }
 
 /// The handshake's `auth` payload may carry `{"offset": N}`, the last offset the client saw.
@@ -54,7 +72,10 @@ async fn on_connect(
     if session.is_admin() {
         rooms.push(ADMIN_ROOM.to_owned());
     }
-    socket.on_fallback(handlers::plugin_event);
     let resume_after = auth.ok().and_then(|auth| auth.get("offset").and_then(Value::as_i64));
-    seater.seat(socket, rooms, resume_after).await;
+    let Some(ConnectedAfter(position)) = socket.extensions.get::<ConnectedAfter>() else {
+        tracing::error!(socket = %socket.id, "a socket connected without passing the prepare middleware");
+        return;
+    };
+    seater.seat(socket, rooms, resume_after, position).await;
 }

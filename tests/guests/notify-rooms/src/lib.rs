@@ -23,10 +23,15 @@ impl Plugin for NotifyRooms {
             .action("mine", Method::Get, "/api/v1/user/notes", Access::SignedIn)
             .action("find", Method::Get, "/:id", Access::SignedIn)
             .socket_event("notes:count")
+            .socket_event("notes:huge")
     }
 
     /// `notes:count` → `{count, args}`; `notes:count` with `{"fail": true}` refuses.
+    /// `notes:huge` answers more than the host accepts from a plugin (a fault).
     fn on_socket_event(req: SocketRequest) -> Result<Value> {
+        if req.event == "notes:huge" {
+            return Ok(json!({ "blob": "x".repeat(5 << 20) }));
+        }
         let args: Vec<Value> = serde_json::from_str(&req.args).map_err(|e| PluginError::InvalidInput(e.to_string()))?;
         if args.first().and_then(|a| a.get("fail")).is_some() {
             return Err(PluginError::InvalidInput("asked to fail".into()));
