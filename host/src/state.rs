@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::lifecycle::PluginManager;
 use crate::notifications::Notifier;
+use crate::pipeline::Pipeline;
 use crate::plugin::{Registry, Runtime};
 use crate::sessions::throttle::LoginThrottle;
 use crate::tasks::TaskWaker;
@@ -26,6 +27,8 @@ pub struct AppState {
     pub throttle: Arc<LoginThrottle>,
     /// Wakes the background task runner after a commit that stored tasks.
     pub tasks: TaskWaker,
+    /// Where every change goes: group-committed batches.
+    pub pipeline: Pipeline,
 }
 
 impl FromRef<AppState> for Db {

@@ -18,11 +18,11 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::clock::{Clock, iso};
+use crate::db::Db;
 use crate::db::tasks::{self, StoredTask};
-use crate::db::{self, Db};
 use crate::dispatch::{self, DispatchError};
-use crate::notifications::Notifier;
-use crate::plugin::{Registry, Runtime, types};
+use crate::pipeline::{Pipeline, Work};
+use crate::plugin::{Registry, types};
 
 /// Runs before the final, failure-recording run.
 pub const MAX_ATTEMPTS: i64 = 3;
@@ -43,9 +43,8 @@ impl TaskWaker {
 pub struct TaskRunner {
     pub db: Db,
     pub clock: Clock,
-    pub runtime: Arc<Runtime>,
     pub plugins: Arc<Registry>,
-    pub notifier: Notifier,
+    pub pipeline: Pipeline,
     pub waker: TaskWaker,
 }
 
@@ -92,10 +91,7 @@ impl TaskRunner {
             .then(|| task.last_error.clone().unwrap_or_else(|| "the server stopped while the task was running".into()));
         let result = self.attempt(&task, attempt, failure).await;
         let outcome = match result {
-            Ok(Some(outcome)) => {
-                if !outcome.notifications.is_empty() {
-                    self.notifier.committed();
-                }
+            Ok(Some(_)) => {
                 tracing::info!(plugin = task.plugin, task = task.name, attempt, "task completed");
                 return true;
             }
@@ -131,32 +127,15 @@ impl TaskRunner {
                 task.plugin
             ))))
         })?;
-        let now = iso(self.clock.now());
         let req = types::TaskRequest {
             name: task.name.clone(),
             input: task.input.clone(),
-            now: now.clone(),
+            now: iso(self.clock.now()),
             attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
             failure,
         };
-        let mut tx = self.db.begin_write().await?;
-        // Removed first, under the write lock: when several servers share the database, the
-        // one that removes the task runs it, and the others find it gone.
-        if !tasks::remove(&mut *tx, &task.id).await? {
-            return Ok(None);
-        }
-        let (result, tx) = self.runtime.run_task(&plugin, &req, tx).await;
-        let response = result?;
-        let tx = tx.ok_or_else(|| DispatchError::Db(db::Error::Corrupt("the task's transaction was lost".into())))?;
-        // A task has no caller: no session to address, no socket to skip.
-        let checked = dispatch::check_for(&plugin, response, &types::Actor::Anonymous, None, false)
-            .and_then(
-                |checked| {
-                    if checked.tasks.is_empty() { Ok(checked) } else { Err("a task may not start tasks".into()) }
-                },
-            )
-            .map_err(|message| dispatch::fault(&self.runtime, &plugin, message))?;
-        self.runtime.record_outcome(&plugin, false);
-        dispatch::commit(&self.db, tx, &plugin, checked, &now).await.map(Some)
+        // Removed in the run's own savepoint, under the write lock: when several servers share
+        // the database, the one that removes the task runs it, and the others find it gone.
+        self.pipeline.apply(Work::Task { plugin, task_id: task.id.clone(), req }).await
     }
 }

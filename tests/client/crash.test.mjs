@@ -1,5 +1,5 @@
-// Crash consistency: a server killed with SIGKILL at random moments during a stream of
-// writes, 20 times with different seeds, loses no acknowledged write, keeps the notification
+// Crash consistency: a server killed with SIGKILL at random moments during streams of
+// concurrent writes (batched by group commit), 20 times with different seeds, loses no acknowledged write, keeps the notification
 // log one to one with the writes, passes `tidings check`, and a client resuming from its last
 // offset after each restart sees every notification exactly once, in order.
 
@@ -26,6 +26,8 @@ import {
 } from './harness.mjs';
 
 const RUNS = 20;
+/** Writers at once: their requests share group-committed batches. */
+const WRITERS = 8;
 
 test(`${RUNS} SIGKILLs during writes lose nothing acknowledged and deliver everything once`, async () => {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'tidings-crash-'));
@@ -55,17 +57,19 @@ test(`${RUNS} SIGKILLs during writes lose nothing acknowledged and deliver every
       }
 
       const killAt = Date.now() + 50 + random() * 400;
-      const writes = (async () => {
+      // Concurrent writers, so that the kill falls while a batch of several is committing.
+      const writer = async (w) => {
         for (let i = 0; Date.now() < killAt + 1_000; i++) {
           const res = await api(server.base, 'POST', '/api/v1/departments', {
             cookie: admin.cookie,
-            body: { name: `run${seed}-${i}` },
+            body: { name: `run${seed}-${w}-${i}` },
           }).catch(() => undefined);
           if (!res) return; // the server died mid-request: not acknowledged
           assert.equal(res.status, 201, res.text);
           acknowledged.set(res.body.id, res.body);
         }
-      })();
+      };
+      const writes = Promise.all(Array.from({ length: WRITERS }, (_, w) => writer(w)));
       await sleep(Math.max(0, killAt - Date.now()));
       await server.kill();
       await writes;

@@ -6,6 +6,7 @@ mod event_groups;
 mod events;
 mod jobs;
 mod operators;
+mod pipeline;
 mod plugins;
 mod properties;
 mod records;

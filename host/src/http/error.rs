@@ -151,6 +151,7 @@ impl From<DispatchError> for ApiError {
             DispatchError::Conflict(m) => ApiError::Conflict(m),
             DispatchError::ValueTooLarge(m) => ApiError::BadRequest(m),
             DispatchError::Db(e) => ApiError::Internal(e.to_string()),
+            DispatchError::Internal(m) => ApiError::Internal(m),
         }
     }
 }

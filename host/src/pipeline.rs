@@ -1,0 +1,311 @@
+//! The write pipeline: the one path every change takes. An HTTP request that may write and a
+//! background task's run both enter through [`Pipeline`], and one committer task applies them
+//! in batches that share a transaction and a commit (group commit):
+//!
+//! ```text
+//! BEGIN (the write lock)
+//!   job 1: plugin call → checks → writes → log → stored tasks
+//!   job 2: plugin call (sees job 1's writes) → checks → SAVEPOINT → writes … → RELEASE
+//!   job 3: plugin call → checks → SAVEPOINT → writes (a version conflict) → ROLLBACK TO
+//!   …      jobs that arrive while the batch runs join it, up to MAX_BATCH / MAX_BATCH_TIME
+//! COMMIT (one fsync) → answer every job → hand the notifications to the emitter, in order
+//! ```
+//!
+//! A job refused by its plugin or by the checks has written nothing; a savepoint guards the
+//! writes of a job once the transaction holds earlier jobs' writes (the first job's failed
+//! writes roll back the whole, still otherwise empty, transaction).
+//!
+//! Each job still sees the writes of those before it and fails alone: a refused or faulting
+//! job writes, logs and notifies nothing. Nobody is answered before the commit, so an
+//! acknowledged write is durable. Offsets are taken inside each job's savepoint, so a job
+//! rolled back gives its offsets back and the log stays gapless, in commit order.
+//!
+//! Plugins are pure controllers (their inputs are the request and their reads), so a batch the
+//! database aborts for a transient reason, or whose transaction breaks, is simply run again.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::db::{self, Db};
+use crate::dispatch::{self, DispatchError, Outcome};
+use crate::notifications::Notifier;
+use crate::plugin::{self, LoadedPlugin, Runtime, types};
+use crate::tasks::TaskWaker;
+
+/// Most jobs in one batch.
+const MAX_BATCH: usize = 128;
+/// After this long a batch takes no more jobs and commits, so that a steady stream of jobs
+/// cannot hold back the answers of the first.
+const MAX_BATCH_TIME: Duration = Duration::from_millis(2);
+/// Most runs of a batch aborted by the database.
+const MAX_ATTEMPTS: u32 = 4;
+/// Jobs waiting for the committer; senders wait beyond it.
+const QUEUE: usize = 1024;
+
+/// A change to apply.
+pub enum Work {
+    /// An HTTP request routed to a plugin action that may write.
+    Request { plugin: Arc<LoadedPlugin>, req: types::Request },
+    /// A run of the stored task `task_id`: it is removed in the same savepoint, so when
+    /// servers share the database the one that removes it runs it.
+    Task { plugin: Arc<LoadedPlugin>, task_id: String, req: types::TaskRequest },
+}
+
+/// What a job comes to: the outcome, or `None` for a task that was gone (run elsewhere).
+pub type Done = Result<Option<Outcome>, DispatchError>;
+
+struct Job {
+    work: Work,
+    reply: oneshot::Sender<Done>,
+}
+
+/// The entry to the write pipeline. Cheap to clone.
+#[derive(Clone)]
+pub struct Pipeline {
+    jobs: mpsc::Sender<Job>,
+    stats: Arc<PipelineStats>,
+}
+
+/// Counters of the committer, for `/metrics` and tests.
+#[derive(Debug, Default)]
+pub struct PipelineStats {
+    /// Batches committed.
+    pub batches: AtomicU64,
+    /// Jobs answered from committed batches.
+    pub jobs: AtomicU64,
+}
+
+impl Pipeline {
+    /// Start the committer task.
+    pub fn start(
+        db: Db,
+        runtime: Arc<Runtime>,
+        notifier: Notifier,
+        tasks: TaskWaker,
+    ) -> (Pipeline, tokio::task::JoinHandle<()>) {
+        let (jobs, queue) = mpsc::channel(QUEUE);
+        let stats = Arc::<PipelineStats>::default();
+        let committer = Committer { db, runtime, notifier, tasks, queue, stats: Arc::clone(&stats) };
+        (Pipeline { jobs, stats }, tokio::spawn(committer.run()))
+    }
+
+    pub fn stats(&self) -> &PipelineStats {
+        &self.stats
+    }
+
+    /// Apply `work` and answer once it is committed (or refused).
+    pub async fn apply(&self, work: Work) -> Done {
+        // An isolated plugin is answered at once, without waiting for a batch.
+        let (Work::Request { plugin, .. } | Work::Task { plugin, .. }) = &work;
+        plugin.available()?;
+        let (reply, answer) = oneshot::channel();
+        let stopped = || DispatchError::Internal("the write pipeline has stopped".into());
+        self.jobs.send(Job { work, reply }).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Run a request that may write; see [`Pipeline::apply`].
+    pub async fn write(&self, plugin: Arc<LoadedPlugin>, req: types::Request) -> Result<Outcome, DispatchError> {
+        let outcome = self.apply(Work::Request { plugin, req }).await?;
+        outcome.ok_or_else(|| DispatchError::Internal("a request came back without an outcome".into()))
+    }
+}
+
+struct Committer {
+    db: Db,
+    runtime: Arc<Runtime>,
+    notifier: Notifier,
+    tasks: TaskWaker,
+    queue: mpsc::Receiver<Job>,
+    stats: Arc<PipelineStats>,
+}
+
+impl Committer {
+    async fn run(mut self) {
+        while let Some(first) = self.queue.recv().await {
+            let mut jobs = vec![first];
+            while jobs.len() < MAX_BATCH
+                && let Ok(job) = self.queue.try_recv()
+            {
+                jobs.push(job);
+            }
+            self.commit(jobs).await;
+        }
+    }
+
+    /// Run `jobs` as one batch (taking in more while it runs), commit, and answer them.
+    async fn commit(&mut self, mut jobs: Vec<Job>) {
+        let mut attempt = 1;
+        let results = loop {
+            match self.batch(&mut jobs, attempt == 1).await {
+                Ok(results) => break results,
+                Err(err) if attempt < MAX_ATTEMPTS => {
+                    tracing::debug!(attempt, %err, jobs = jobs.len(), "a batch was aborted; running it again");
+                    tokio::time::sleep(Duration::from_millis(5 << attempt)).await;
+                    attempt += 1;
+                }
+                Err(err) => {
+                    tracing::error!(%err, jobs = jobs.len(), "a batch failed");
+                    for job in jobs {
+                        let _ = job.reply.send(Err(DispatchError::Internal(err.to_string())));
+                    }
+                    return;
+                }
+            }
+        };
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        self.stats.jobs.fetch_add(jobs.len() as u64, Ordering::Relaxed);
+        let mut notifications = Vec::new();
+        let mut stored_tasks = false;
+        for (job, mut result) in jobs.into_iter().zip(results) {
+            if let Ok(Some(outcome)) = &mut result {
+                notifications.append(&mut outcome.notifications);
+                stored_tasks |= outcome.tasks > 0;
+            }
+            // The caller may have gone (a closed connection); its change is committed anyway.
+            let _ = job.reply.send(result);
+        }
+        if !notifications.is_empty() {
+            self.notifier.committed(notifications);
+        }
+        if stored_tasks {
+            self.tasks.wake();
+        }
+    }
+
+    /// One run of a batch in one transaction: every job's result, or the database error that
+    /// aborted the batch. On the first run, jobs that arrive meanwhile join the batch.
+    async fn batch(&mut self, jobs: &mut Vec<Job>, take_more: bool) -> Result<Vec<Done>, db::Error> {
+        let started = Instant::now();
+        let mut tx = self.db.begin_write().await?;
+        // Whether the transaction holds an earlier job's writes: until it does, a job needs no
+        // savepoint (should its writes fail, the whole transaction is rolled back and begun
+        // again), which saves two round trips on an idle server.
+        let mut holds_writes = false;
+        let mut results = Vec::with_capacity(jobs.len());
+        let mut i = 0;
+        while i < jobs.len() {
+            let (result, back, writes) = self.job(&jobs[i].work, tx, holds_writes).await;
+            tx =
+                back.ok_or_else(|| db::Error::Corrupt("a batch's transaction was lost during a plugin call".into()))?;
+            let result = match (result, writes) {
+                // The database failed, not the job: the batch is run again.
+                (Err(DispatchError::Db(err) | DispatchError::Plugin(plugin::Error::Host(err))), _) => return Err(err),
+                (Ok(outcome), writes) => {
+                    if writes == Writes::InSavepoint {
+                        sqlx::query("RELEASE SAVEPOINT job").execute(&mut *tx).await?;
+                    }
+                    holds_writes |= writes != Writes::None;
+                    Ok(outcome)
+                }
+                (Err(refused), Writes::None) => Err(refused),
+                (Err(refused), Writes::InSavepoint) => {
+                    sqlx::query("ROLLBACK TO SAVEPOINT job").execute(&mut *tx).await?;
+                    sqlx::query("RELEASE SAVEPOINT job").execute(&mut *tx).await?;
+                    Err(refused)
+                }
+                (Err(refused), Writes::Unprotected) => {
+                    tx.rollback().await?;
+                    tx = self.db.begin_write().await?;
+                    Err(refused)
+                }
+            };
+            results.push(result);
+            i += 1;
+            if take_more
+                && i == jobs.len()
+                && jobs.len() < MAX_BATCH
+                && started.elapsed() < MAX_BATCH_TIME
+                && let Ok(job) = self.queue.try_recv()
+            {
+                jobs.push(job);
+            }
+        }
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    /// One job inside the batch's transaction: its result, the transaction (unless it was
+    /// lost), and whether it wrote and how. Its writes are in a savepoint when
+    /// `protect` (the transaction holds earlier jobs' writes).
+    async fn job(&self, work: &Work, mut tx: db::Tx, protect: bool) -> (Done, Option<db::Tx>, Writes) {
+        let (plugin, result, now) = match work {
+            Work::Request { plugin, req } => {
+                let (result, back) = self.runtime.handle(plugin, req, tx).await;
+                let Some(back) = back else { return (result.map(|_| None).map_err(Into::into), None, Writes::None) };
+                tx = back;
+                let checked = result.map_err(DispatchError::from).and_then(|response| {
+                    dispatch::check(plugin, response, req, false).map_err(|m| dispatch::fault(&self.runtime, plugin, m))
+                });
+                (plugin, checked, &req.now)
+            }
+            Work::Task { plugin, task_id, req } => {
+                // The task's removal is a write: in the savepoint with the run's writes.
+                let writes = match Writes::begin(&mut tx, protect).await {
+                    Ok(writes) => writes,
+                    Err(err) => return (Err(err.into()), Some(tx), Writes::None),
+                };
+                match db::tasks::remove(&mut *tx, task_id).await {
+                    Ok(true) => {}
+                    Ok(false) => return (Ok(None), Some(tx), writes),
+                    Err(err) => return (Err(err.into()), Some(tx), writes),
+                }
+                let (result, back) = self.runtime.run_task(plugin, req, tx).await;
+                let Some(mut tx) = back else { return (result.map(|_| None).map_err(Into::into), None, writes) };
+                // A task has no caller: no session to address, no socket to skip.
+                let checked = result.map_err(DispatchError::from).and_then(|response| {
+                    dispatch::check_for(plugin, response, &types::Actor::Anonymous, None, false)
+                        .and_then(|checked| match checked.tasks.is_empty() {
+                            true => Ok(checked),
+                            false => Err("a task may not start tasks".into()),
+                        })
+                        .map_err(|message| dispatch::fault(&self.runtime, plugin, message))
+                });
+                let done = match checked {
+                    Ok(checked) => {
+                        self.runtime.record_outcome(plugin, false);
+                        dispatch::apply(&mut tx, &self.db, plugin, checked, &req.now).await.map(Some)
+                    }
+                    Err(err) => Err(err),
+                };
+                return (done, Some(tx), writes);
+            }
+        };
+        // A request that the plugin refused, or whose output failed the checks, wrote nothing.
+        let checked = match result {
+            Ok(checked) => checked,
+            Err(err) => return (Err(err), Some(tx), Writes::None),
+        };
+        self.runtime.record_outcome(plugin, false);
+        let writes = match Writes::begin(&mut tx, protect).await {
+            Ok(writes) => writes,
+            Err(err) => return (Err(err.into()), Some(tx), Writes::None),
+        };
+        let done = dispatch::apply(&mut tx, &self.db, plugin, checked, now).await.map(Some);
+        (done, Some(tx), writes)
+    }
+}
+
+/// How a job's writes sit in the batch's transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Writes {
+    /// It wrote nothing.
+    None,
+    /// In the open savepoint `job`.
+    InSavepoint,
+    /// Without a savepoint: the transaction held nothing before them.
+    Unprotected,
+}
+
+impl Writes {
+    async fn begin(tx: &mut db::Tx, protect: bool) -> Result<Writes, db::Error> {
+        if !protect {
+            return Ok(Writes::Unprotected);
+        }
+        sqlx::query("SAVEPOINT job").execute(&mut **tx).await?;
+        Ok(Writes::InSavepoint)
+    }
+}

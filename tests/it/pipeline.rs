@@ -1,0 +1,102 @@
+//! The write pipeline under concurrency: requests share group-committed batches, and each
+//! fails alone. A refused or faulting request in the middle of a batch writes, logs and
+//! notifies nothing; every other commits once, with gapless offsets in commit order.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::{Backend, TestHost, both_backends};
+
+both_backends!(concurrent_writes_share_batches_and_fail_alone, host_owned_fields_are_stamped_by_the_host);
+
+async fn concurrent_writes_share_batches_and_fail_alone(backend: Backend) {
+    // Faults must not isolate the plugin halfway through.
+    let host = TestHost::start_with(backend, |c| c.limits.isolate_after = 10_000).await;
+    let (user, _) = host.user("USER").await;
+    let position = host.log_position().await;
+    let stats = host.server.state.pipeline.stats();
+    let (batches, jobs) = (stats.batches.load(Ordering::Relaxed), stats.jobs.load(Ordering::Relaxed));
+
+    // Each kind of refusal or fault between successes: a trap, invalid output (a status, an
+    // ungranted write or notification, another session), a version conflict after a write.
+    let cycle =
+        ["ok", "trap", "ok", "conflict", "ok", "bad-status", "ok", "write-other", "notify-other", "other-session"];
+    let mut requests = tokio::task::JoinSet::new();
+    for round in 0..12 {
+        for action in cycle {
+            let (http, url) = (user.http.clone(), user.url(&format!("/api/v1/faults/{action}")));
+            requests.spawn(async move {
+                let res = http.post(url).json(&json!({ "round": round })).send().await.unwrap();
+                let status = res.status();
+                (action, status, res.json::<Value>().await.unwrap_or(Value::Null))
+            });
+        }
+    }
+    let answers = requests.join_all().await;
+
+    let mut created = BTreeSet::new();
+    for (action, status, body) in &answers {
+        let expected = match *action {
+            "ok" => StatusCode::CREATED,
+            "conflict" => StatusCode::CONFLICT,
+            _ => StatusCode::BAD_GATEWAY,
+        };
+        assert_eq!(*status, expected, "{action}: {body}");
+        if *action == "ok" {
+            created.insert(body["id"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(created.len(), 12 * 4);
+    assert_eq!(host.stored("FAULT").await, created.len() as i64, "only the successes wrote");
+    assert_eq!(host.stored("DEPARTMENT").await, 0, "the ungranted write left nothing");
+
+    let notified = host.notified_since(position).await;
+    let ids: Vec<&str> = notified.iter().map(|n| n["message"]["record"]["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), created.len(), "one notification per success, none for the rest");
+    assert_eq!(ids.iter().map(|id| (*id).to_owned()).collect::<BTreeSet<_>>(), created);
+    let offsets: Vec<i64> = sqlx::query_scalar("SELECT seq FROM notification_log WHERE seq > $1 ORDER BY seq")
+        .bind(position)
+        .fetch_all(&host.server.state.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(offsets, (position + 1..=position + created.len() as i64).collect::<Vec<_>>(), "gapless");
+    let check = host.server.state.db.check().await.unwrap();
+    assert!(check.offsets_gapless && check.offsets_consistent, "{check:?}");
+
+    let batches = stats.batches.load(Ordering::Relaxed) - batches;
+    let jobs = stats.jobs.load(Ordering::Relaxed) - jobs;
+    assert_eq!(jobs, answers.len() as u64, "every request went through the pipeline once");
+    assert!(batches < jobs, "concurrent requests shared batches: {jobs} jobs in {batches} batches");
+    host.stop().await;
+}
+
+/// The host stamps `createdAt` and `updatedAt` on what it stores and on the notified copy of a
+/// record the same response wrote, and keeps no host-owned field from a plugin's data
+/// (`fault-misbehave`'s `forge` puts `version` and `updatedAt` in its data and notifies times
+/// of 1999).
+async fn host_owned_fields_are_stamped_by_the_host(backend: Backend) {
+    let host = TestHost::start(backend).await;
+    let (user, _) = host.user("USER").await;
+    let position = host.log_position().await;
+    let (status, created) = user.post("/api/v1/faults/forge", &json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap();
+    let (stored_data, created_at, updated_at): (String, String, String) =
+        sqlx::query_as("SELECT data, created_at, updated_at FROM records WHERE id = $1")
+            .bind(id)
+            .fetch_one(&host.server.state.db.pool)
+            .await
+            .unwrap();
+    let stored_data: Value = serde_json::from_str(&stored_data).unwrap();
+    for owned in ["id", "createdAt", "updatedAt", "version"] {
+        assert!(stored_data.get(owned).is_none(), "{owned} is not kept in data: {stored_data}");
+    }
+    assert!(!created_at.starts_with("1999"), "{created_at}");
+    let notified = host.notified_since(position).await;
+    let record = &notified[0]["message"]["record"];
+    assert_eq!((&record["createdAt"], &record["updatedAt"]), (&json!(created_at), &json!(updated_at)));
+    host.stop().await;
+}
