@@ -80,6 +80,7 @@ fn input(u: &mut Unstructured) -> Result<(Response, Request, bool)> {
         now: "2026-01-01T00:00:00.000Z".into(),
         socket_id,
         upload: None,
+        cursor: None,
     };
     let read_only = one_in(u, 4)?;
     Ok((response(u)?, req, read_only))
@@ -134,7 +135,9 @@ fn response(u: &mut Unstructured) -> Result<Response> {
         };
         notifications.extend(std::iter::repeat_n(padding, copies));
     }
-    Ok(Response { status, body, writes, notifications, tasks: Vec::new() })
+    // Sometimes a page of a list: valid only from a GET, with a JSON array.
+    let next = if one_in(u, 8)? { Some(short_text(u)?) } else { None };
+    Ok(Response { status, body, writes, notifications, tasks: Vec::new(), next })
 }
 
 fn write(u: &mut Unstructured) -> Result<Write> {

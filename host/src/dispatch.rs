@@ -38,6 +38,8 @@ pub struct Outcome {
     pub notifications: Vec<LoggedNotification>,
     /// How many background tasks the request stored.
     pub tasks: usize,
+    /// A GET's list goes on after `body`, its first page: see [`crate::pages`].
+    pub next: Option<crate::pages::Rest>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,9 +94,26 @@ async fn run_once(
     let checked = check(plugin, response, req, read_only).map_err(|m| fault(runtime, plugin, m))?;
     runtime.record_outcome(plugin, false);
     if read_only {
+        // A paged list keeps its snapshot for the pages to come.
+        if let Some(cursor) = checked.next.clone() {
+            let next = Some(crate::pages::Rest { cursor, tx });
+            return Ok(Outcome {
+                status: checked.status,
+                body: checked.body,
+                notifications: Vec::new(),
+                tasks: 0,
+                next,
+            });
+        }
         // Nothing to keep (`check` refused writes): end the read snapshot.
         tx.rollback().await.map_err(db::Error::from)?;
-        return Ok(Outcome { status: checked.status, body: checked.body, notifications: Vec::new(), tasks: 0 });
+        return Ok(Outcome {
+            status: checked.status,
+            body: checked.body,
+            notifications: Vec::new(),
+            tasks: 0,
+            next: None,
+        });
     }
     commit(db, tx, plugin, checked, &req.now).await
 }
@@ -137,7 +156,13 @@ pub async fn commit(
         db::tasks::insert(&mut tx, &stored).await?;
     }
     tx.commit().await.map_err(db::Error::from)?;
-    Ok(Outcome { status: checked.status, body: checked.body, notifications: logged, tasks: checked.tasks.len() })
+    Ok(Outcome {
+        status: checked.status,
+        body: checked.body,
+        notifications: logged,
+        tasks: checked.tasks.len(),
+        next: None,
+    })
 }
 
 /// `USER` records mirror the host's accounts: a plugin (with the grant) may change the other
@@ -208,6 +233,14 @@ pub struct Checked {
     writes: Vec<records::Write>,
     notifications: Vec<CheckedNotification>,
     pub tasks: Vec<types::Task>,
+    next: Option<String>,
+}
+
+impl Checked {
+    /// A checked page of a list: its body and where the list goes on.
+    pub(crate) fn into_page(self) -> (Option<String>, Option<String>) {
+        (self.body, self.next)
+    }
 }
 
 /// A notification ready for the log: the Socket.IO event, its payload without the offset,
@@ -248,6 +281,15 @@ pub fn check_for(
             return Err(format!("the body has {} bytes, more than {MAX_BODY_BYTES}", body.len()));
         }
         serde_json::from_str::<serde::de::IgnoredAny>(body).map_err(|e| format!("the body is not JSON: {e}"))?;
+    }
+    // A list in pages (see `crate::pages`): a GET's, and each page a JSON array.
+    if response.next.is_some() {
+        if !read_only {
+            return Err("only a GET action may answer a list in pages (next)".into());
+        }
+        let page = response.body.as_deref().unwrap_or_default();
+        serde_json::from_str::<Vec<serde::de::IgnoredAny>>(page)
+            .map_err(|_| "a page of a list (a response with next) must be a JSON array".to_owned())?;
     }
     if read_only && (!response.writes.is_empty() || !response.notifications.is_empty() || !response.tasks.is_empty()) {
         return Err("a GET action may not write, notify or start tasks".into());
@@ -322,7 +364,14 @@ pub fn check_for(
         .into_iter()
         .map(|n| check_notification(n, actor, socket_id, &granted))
         .collect::<Result<_, String>>()?;
-    Ok(Checked { status: response.status, body: response.body, writes, notifications, tasks: response.tasks })
+    Ok(Checked {
+        status: response.status,
+        body: response.body,
+        writes,
+        notifications,
+        tasks: response.tasks,
+        next: response.next,
+    })
 }
 
 fn check_notification(

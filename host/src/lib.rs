@@ -12,6 +12,7 @@ pub mod dispatch;
 pub mod http;
 pub mod lifecycle;
 pub mod notifications;
+pub mod pages;
 pub mod plugin;
 pub mod realtime;
 pub mod sessions;
@@ -193,7 +194,7 @@ pub(crate) async fn prepare_storage(db: &Db, plugin: &LoadedPlugin) -> anyhow::R
     let mut element_fields = Vec::new();
     for index in &plugin.descriptor.indexes {
         match index.kind {
-            IndexKind::Value => db::records::ensure_index(db, record_type, &index.field)
+            IndexKind::Value => db::records::ensure_index(db, record_type, &index.field, &index.then_by)
                 .await
                 .with_context(|| format!("creating the index on {record_type}.{}", index.field))?,
             IndexKind::Elements => element_fields.push(index.field.clone()),

@@ -77,6 +77,7 @@ fn request(action: &str, body: Option<String>) -> Request {
         now: now(),
         socket_id: None,
         upload: None,
+        cursor: None,
     }
 }
 

@@ -753,6 +753,7 @@ fn request_by(actor: impl Strategy<Value = Actor>) -> impl Strategy<Value = Requ
         now: "2026-01-01T00:00:00.000Z".into(),
         socket_id,
         upload: None,
+        cursor: None,
     })
 }
 
@@ -883,7 +884,7 @@ fn any_response() -> impl Strategy<Value = Output> {
             if let Some(copy) = notifications.first().cloned().filter(|_| notification_padding > 0) {
                 notifications.extend(std::iter::repeat_n(copy, notification_padding));
             }
-            Output(Response { status, body, writes, notifications, tasks: Vec::new() })
+            Output(Response { status, body, writes, notifications, tasks: Vec::new(), next: None })
         },
     )
 }
@@ -902,6 +903,7 @@ fn valid_response() -> impl Strategy<Value = Output> {
                 writes: write_pool.iter().cycle().take(writes).cloned().collect(),
                 notifications: notification_pool.iter().cycle().take(notifications).cloned().collect(),
                 tasks: Vec::new(),
+                next: None,
             })
         },
     )

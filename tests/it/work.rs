@@ -8,6 +8,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::jobs::insert_record;
 use crate::support::{Backend, Client, TestHost, both_backends};
 
 both_backends!(
@@ -18,6 +19,8 @@ both_backends!(
     a_task_left_by_a_stopped_host_runs_after_the_restart,
     a_plugin_serves_a_user_view_outside_its_collection,
     bad_uploads_are_refused_and_change_nothing,
+    lists_in_pages_join_in_order,
+    a_list_that_fails_after_its_first_page_is_cut,
 );
 
 async fn bad_uploads_are_refused_and_change_nothing(backend: Backend) {
@@ -243,4 +246,87 @@ async fn a_task_left_by_a_stopped_host_runs_after_the_restart(backend: Backend) 
 
 async fn stored_tasks(host: &TestHost) -> i64 {
     sqlx::query_scalar("SELECT COUNT(*) FROM tasks").fetch_one(&host.server.state.db.pool).await.unwrap()
+}
+
+/// Batches with ranks that tie, a JSON null and a missing rank, and tags `a`, `b` (some
+/// both); their `(rank, id, tags)`.
+async fn seed_ranked_batches(host: &TestHost) -> Vec<(Option<i64>, String, Vec<&'static str>)> {
+    let ranks = [Some(3), None, Some(1), Some(3), Some(-2), None, Some(1), Some(7), Some(3), None, Some(0)];
+    let mut seeded = Vec::new();
+    for (i, rank) in ranks.into_iter().enumerate() {
+        let tags = [vec!["a"], vec!["b"], vec!["a", "b"], vec![]][i % 4].clone();
+        let mut data = json!({ "state": "DONE", "tags": tags, "filename": "f", "lines": null, "log": "" });
+        match (rank, i % 2) {
+            (Some(rank), _) => data["rank"] = json!(rank),
+            (None, 0) => data["rank"] = Value::Null,
+            (None, _) => {}
+        }
+        seeded.push((rank, insert_record(host, "BATCH", data, "2026-11-01T08:00:00.000Z").await, tags));
+    }
+    seeded
+}
+
+/// The ids of a paged list, checking each element's rank.
+async fn paged(client: &Client, path: &str) -> Vec<String> {
+    let (status, list) = client.get(path).await;
+    assert_eq!(status, StatusCode::OK, "{path}: {list}");
+    list.as_array().unwrap().iter().map(|b| b["id"].as_str().unwrap().to_owned()).collect()
+}
+
+/// Pages (keyset paging in the store, the SDK's `Page`, the host joining them) give the
+/// list in its order on both backends: by id, or by a field with ties by id and nulls
+/// first (ascending) or last (descending); a union of queries once each.
+async fn lists_in_pages_join_in_order(backend: Backend) {
+    let host = TestHost::start(backend).await;
+    let (user, _) = host.user("USER").await;
+    let batches = seed_ranked_batches(&host).await;
+    let mut by_id: Vec<String> = batches.iter().map(|(_, id, _)| id.clone()).collect();
+    by_id.sort();
+    let mut ascending: Vec<(Option<i64>, String)> = batches.iter().map(|(r, id, _)| (*r, id.clone())).collect();
+    ascending.sort();
+    let mut descending = ascending.clone();
+    descending.sort_by(|(r, a), (s, b)| match (r, s) {
+        (Some(r), Some(s)) => s.cmp(r).then_with(|| a.cmp(b)),
+        _ => r.is_none().cmp(&s.is_none()).then_with(|| a.cmp(b)),
+    });
+    let ids = |list: &[(Option<i64>, String)]| list.iter().map(|(_, id)| id.clone()).collect::<Vec<_>>();
+    let tagged: Vec<(Option<i64>, String)> = ascending
+        .iter()
+        .filter(|(_, id)| batches.iter().any(|(_, b, tags)| b == id && !tags.is_empty()))
+        .cloned()
+        .collect();
+    for size in [1, 2, 3, 100] {
+        assert_eq!(paged(&user, &format!("/api/v1/batches/pages?size={size}")).await, by_id, "by id, {size}");
+        let path = format!("/api/v1/batches/pages?size={size}&order=rank");
+        assert_eq!(paged(&user, &path).await, ids(&ascending), "ascending, {size}");
+        let path = format!("/api/v1/batches/pages?size={size}&order=rank&desc=true");
+        assert_eq!(paged(&user, &path).await, ids(&descending), "descending, {size}");
+        let path = format!("/api/v1/batches/union?size={size}&tags[]=a&tags[]=b");
+        assert_eq!(paged(&user, &path).await, ids(&tagged), "union, {size}");
+    }
+    // Only a GET answers in pages.
+    assert_eq!(user.post("/api/v1/batches/pages", &json!({})).await.0, StatusCode::BAD_GATEWAY);
+    host.stop().await;
+}
+
+/// Once the first page is sent, so is the status: a later page that traps, is refused, is
+/// not a JSON array or does not move on cuts the body (the client cannot read a complete
+/// list), counts a fault, and the next request is served as usual.
+async fn a_list_that_fails_after_its_first_page_is_cut(backend: Backend) {
+    let host = TestHost::start(backend).await;
+    let (user, _) = host.user("USER").await;
+    seed_ranked_batches(&host).await;
+    let plugin = host.server.state.plugins.active("work-batches").unwrap();
+    let faults = || plugin.stats.faults.load(std::sync::atomic::Ordering::Relaxed);
+    for fault in ["trap", "refuse", "object", "same"] {
+        let before = faults();
+        let response =
+            user.http.get(user.url(&format!("/api/v1/batches/pages?size=2&fault={fault}"))).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{fault}");
+        let body = response.text().await;
+        assert!(body.is_err(), "{fault}: the body was read whole: {body:?}");
+        assert_eq!(faults(), before + 1, "{fault}");
+        assert_eq!(paged(&user, "/api/v1/batches/pages?size=100").await.len(), 11, "after {fault}");
+    }
+    host.stop().await;
 }

@@ -26,6 +26,14 @@ pub fn obeys_every_rule(response: &Response, req: &Request, read_only: bool) -> 
     if read_only && (!response.writes.is_empty() || !response.notifications.is_empty()) {
         return Err("a read-only action wrote or notified".into());
     }
+    if response.next.is_some() {
+        // Syntactically, as `is_json`: numbers need not fit an `f64`.
+        let is_array =
+            response.body.as_deref().is_some_and(|b| serde_json::from_str::<Vec<serde::de::IgnoredAny>>(b).is_ok());
+        if !read_only || !is_array {
+            return Err("a page of a list (next) from a write, or not a JSON array".into());
+        }
+    }
     if response.writes.len() > MAX_WRITES || response.notifications.len() > MAX_NOTIFICATIONS {
         return Err(format!("{} writes, {} notifications", response.writes.len(), response.notifications.len()));
     }

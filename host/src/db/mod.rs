@@ -128,7 +128,12 @@ impl Db {
             }
         };
         MIGRATOR.run(&pool).await?;
-        Ok(Db { pool, dialect, elements: records::ElementFields::default() })
+        let db = Db { pool, dialect, elements: records::ElementFields::default() };
+        records::ensure_id_index(&db).await?;
+        if dialect == Dialect::Postgres {
+            warn_unless_bytewise(&db.pool).await?;
+        }
+        Ok(db)
     }
 
     /// Begin a transaction for a request that may write. Writers are serialized: on SQLite
@@ -160,6 +165,23 @@ impl Db {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+}
+
+/// Text inside records orders in the database's collation on PostgreSQL (jsonb takes no
+/// `COLLATE`); SQLite orders it by bytes. Say so when the two differ.
+async fn warn_unless_bytewise(pool: &AnyPool) -> Result<()> {
+    let collation: String =
+        sqlx::query_scalar("SELECT datcollate::text FROM pg_database WHERE datname = current_database()")
+            .fetch_one(pool)
+            .await?;
+    if !matches!(collation.as_str(), "C" | "POSIX" | "C.UTF-8" | "C.utf8" | "ucs_basic") {
+        tracing::warn!(
+            collation,
+            "the database's collation is not bytewise: text fields of records order differently than on SQLite \
+             (create the database with LC_COLLATE C or C.UTF-8; see docs/operating.md)"
+        );
+    }
+    Ok(())
 }
 
 /// What `tidings db check` found.

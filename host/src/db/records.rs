@@ -64,9 +64,20 @@ pub struct Condition {
 pub struct Query {
     pub record_type: String,
     pub conditions: Vec<Condition>,
-    /// `(field, descending)`; without it, records come in `id` order.
+    /// `(field, descending)`, ties broken by `id`; without it, records come in `id` order.
+    /// Text compares by bytes and nulls come first in ascending order, last in descending
+    /// order, on both backends.
     pub order_by: Option<(String, bool)>,
     pub limit: Option<u32>,
+    /// Only the records after this position in the order: the next page of a list.
+    pub after: Option<Position>,
+}
+
+/// A place in a query's order: just after the record `id` whose order field holds `value`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Position {
+    pub value: Value,
+    pub id: String,
 }
 
 /// One write requested by a plugin.
@@ -301,20 +312,69 @@ pub async fn ensure_element_indexes(db: &Db, record_type: &str, fields: &[String
     Ok(())
 }
 
-/// Create the index that serves queries on `record_type`'s `field`, if it is missing.
-pub async fn ensure_index(db: &Db, record_type: &str, field: &str) -> Result<()> {
-    let expr = field_expr(db.dialect, field).map_err(|e| Error::Corrupt(e.to_string()))?;
-    let name = index_name(record_type, field);
-    // On (record_type, expr) rather than partial, so that it serves queries where the record
-    // type is a bound parameter; `id` last, so that it also yields the default `id` order and
-    // the planner has no reason to prefer a scan of the primary key.
-    let sql = format!("CREATE INDEX IF NOT EXISTS {name} ON records (record_type, ({expr}), id)");
+/// Create the index that serves queries on `record_type`'s `field` (then `then_by`, for an
+/// `eq` on `field` ordered by the next), if it is missing.
+pub async fn ensure_index(db: &Db, record_type: &str, field: &str, then_by: &[String]) -> Result<()> {
+    let corrupt = |e: RecordError| Error::Corrupt(e.to_string());
+    // On (record_type, keys) rather than partial, so that it serves queries where the record
+    // type is a bound parameter; `id` last, so that it also yields the ties' `id` order and
+    // serves paging (`compile_after`). Its columns sort as `compile` orders.
+    let mut keys = String::new();
+    for field in std::iter::once(field).chain(then_by.iter().map(String::as_str)) {
+        let key = match (db.dialect, column(field)) {
+            (Dialect::Sqlite, _) => format!("({})", field_expr(db.dialect, field).map_err(corrupt)?),
+            (Dialect::Postgres, Some(column)) => format!("{column} COLLATE \"C\" NULLS FIRST"),
+            (Dialect::Postgres, None) => format!("({}) NULLS FIRST", field_expr(db.dialect, field).map_err(corrupt)?),
+        };
+        let _ = write!(keys, "{key}, ");
+    }
+    let fields = std::iter::once(field).chain(then_by.iter().map(String::as_str)).collect::<Vec<_>>().join("__");
+    let name = index_name("records_ox_", record_type, &fields);
+    let existing: i64 = match db.dialect {
+        Dialect::Sqlite => sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = $1"),
+        Dialect::Postgres => sqlx::query_scalar("SELECT COUNT(*) FROM pg_class WHERE relkind = 'i' AND relname = $1"),
+    }
+    .bind(&name)
+    .fetch_one(&db.pool)
+    .await?;
+    let sql = format!("CREATE INDEX IF NOT EXISTS {name} ON records (record_type, {keys}{})", id_key(db.dialect));
     sqlx::query(AssertSqlSafe(sql)).execute(&db.pool).await?;
+    // A new index on stored records: its expressions need statistics (see `analyze`).
+    if existing == 0 {
+        analyze(db).await?;
+    }
+    // The index of this field before orders were bytewise with nulls first (same columns on
+    // SQLite): it serves nothing now.
+    if then_by.is_empty() {
+        let before = index_name("records_ix_", record_type, field);
+        sqlx::query(AssertSqlSafe(format!("DROP INDEX IF EXISTS {before}"))).execute(&db.pool).await?;
+    }
     Ok(())
 }
 
-fn index_name(record_type: &str, field: &str) -> String {
-    let mut name = String::from("records_ix_");
+/// Gather the statistics PostgreSQL plans queries with (autovacuum does so once enough rows
+/// changed); without those of the indexes' expressions, an `in` on a field reads every record
+/// of the type. Nothing to do on SQLite, whose plans need none.
+pub async fn analyze(db: &Db) -> Result<()> {
+    if db.dialect == Dialect::Postgres {
+        sqlx::query("ANALYZE records").execute(&db.pool).await?;
+    }
+    Ok(())
+}
+
+/// On PostgreSQL, the index that serves the default order (`id` by bytes) and paging by `id`;
+/// the primary key's index has the database's collation. Nothing to do on SQLite.
+pub async fn ensure_id_index(db: &Db) -> Result<()> {
+    if db.dialect == Dialect::Postgres {
+        sqlx::query("CREATE INDEX IF NOT EXISTS records_id_bytes ON records (record_type, id COLLATE \"C\")")
+            .execute(&db.pool)
+            .await?;
+    }
+    Ok(())
+}
+
+fn index_name(prefix: &str, record_type: &str, field: &str) -> String {
+    let mut name = String::from(prefix);
     for c in record_type.chars().chain(['_', '_']).chain(field.chars()) {
         name.push(if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' });
     }
@@ -356,7 +416,8 @@ pub fn check_field(field: &str) -> Result<(), RecordError> {
 }
 
 /// The SQL expression reading `field` out of a record. Field names are restricted to
-/// identifiers, so they can be spliced into SQL safely.
+/// identifiers, so they can be spliced into SQL safely. A JSON null reads as SQL `NULL`, as
+/// a missing key does, on both backends.
 fn field_expr(dialect: Dialect, field: &str) -> Result<String, RecordError> {
     if let Some(column) = column(field) {
         return Ok(column.to_owned());
@@ -364,8 +425,79 @@ fn field_expr(dialect: Dialect, field: &str) -> Result<String, RecordError> {
     check_field(field)?;
     Ok(match dialect {
         Dialect::Sqlite => format!("json_extract(data, '$.{field}')"),
-        Dialect::Postgres => format!("(data::jsonb -> '{field}')"),
+        Dialect::Postgres => format!("NULLIF(data::jsonb -> '{field}', 'null'::jsonb)"),
     })
+}
+
+/// `field_expr` for ordering and range comparisons: the host's text columns compare by bytes
+/// on PostgreSQL too (`COLLATE "C"`, as SQLite's `BINARY`), whatever the database's locale.
+/// (Text inside `data` compares as jsonb, in the database's collation: see docs/operating.md.)
+fn sort_expr(dialect: Dialect, field: &str) -> Result<String, RecordError> {
+    let expr = field_expr(dialect, field)?;
+    Ok(match (dialect, column(field)) {
+        (Dialect::Postgres, Some(_)) => format!("{expr} COLLATE \"C\""),
+        _ => expr,
+    })
+}
+
+/// The tie-breaker of every order, and the order of a query without one.
+fn id_key(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => "id",
+        Dialect::Postgres => "id COLLATE \"C\"",
+    }
+}
+
+/// `ASC`/`DESC` with nulls first when ascending and last when descending: SQLite's order,
+/// which PostgreSQL (nulls count as larger there) is told explicitly.
+fn direction(dialect: Dialect, descending: bool) -> &'static str {
+    match (dialect, descending) {
+        (Dialect::Sqlite, false) => "ASC",
+        (Dialect::Sqlite, true) => "DESC",
+        (Dialect::Postgres, false) => "ASC NULLS FIRST",
+        (Dialect::Postgres, true) => "DESC NULLS LAST",
+    }
+}
+
+/// The placeholder `$n` for comparing `field` with `value`, and what to bind to it: host
+/// columns take text; record fields take SQLite values, or JSON cast to jsonb on PostgreSQL
+/// (jsonb compares type-aware: numbers numerically, strings as text).
+fn comparand(dialect: Dialect, field: &str, value: &Value, n: usize) -> Result<(String, Bind), RecordError> {
+    match (dialect, column(field)) {
+        (_, Some(_)) => {
+            let Value::Text(text) = value else {
+                return Err(RecordError::InvalidQuery(format!("{field} compares with text only")));
+            };
+            Ok((format!("${n}"), Bind::Text(text.clone())))
+        }
+        (Dialect::Sqlite, None) => Ok((
+            format!("${n}"),
+            match value {
+                // json_extract yields 1/0 for true/false.
+                Value::Bool(b) => Bind::Int(i64::from(*b)),
+                Value::Int(i) => Bind::Int(*i),
+                Value::Float(f) => Bind::Float(*f),
+                Value::Text(t) => Bind::Text(t.clone()),
+                Value::Null | Value::Texts(_) => {
+                    return Err(RecordError::InvalidQuery("null and lists do not compare with < or >".into()));
+                }
+            },
+        )),
+        (Dialect::Postgres, None) => {
+            let json = match value {
+                Value::Bool(b) => serde_json::Value::Bool(*b),
+                Value::Int(i) => serde_json::Value::from(*i),
+                Value::Float(f) => serde_json::Number::from_f64(*f)
+                    .map(serde_json::Value::Number)
+                    .ok_or_else(|| RecordError::InvalidQuery("NaN and infinity cannot be compared".into()))?,
+                Value::Text(t) => serde_json::Value::String(t.clone()),
+                Value::Null | Value::Texts(_) => {
+                    return Err(RecordError::InvalidQuery("null and lists do not compare with < or >".into()));
+                }
+            };
+            Ok((format!("CAST(${n} AS jsonb)"), Bind::Text(json.to_string())))
+        }
+    }
 }
 
 fn compile(dialect: Dialect, element_fields: &[String], query: &Query) -> Result<Compiled, RecordError> {
@@ -390,66 +522,88 @@ fn compile(dialect: Dialect, element_fields: &[String], query: &Query) -> Result
             Op::In | Op::Contains => unreachable!("compiled by compile_list"),
         };
         if condition.value == Value::Null {
-            let test = match (condition.op, dialect, column(&condition.field)) {
-                (Op::Eq, Dialect::Sqlite, _) | (Op::Eq, _, Some(_)) => format!("{expr} IS NULL"),
-                (Op::Ne, Dialect::Sqlite, _) | (Op::Ne, _, Some(_)) => format!("{expr} IS NOT NULL"),
-                // A missing key and a JSON null both count as null.
-                (Op::Eq, Dialect::Postgres, None) => format!("COALESCE({expr}, 'null'::jsonb) = 'null'::jsonb"),
-                (Op::Ne, Dialect::Postgres, None) => format!("COALESCE({expr}, 'null'::jsonb) <> 'null'::jsonb"),
+            // A missing key and a JSON null both read as NULL (see `field_expr`).
+            let test = match condition.op {
+                Op::Eq => "IS NULL",
+                Op::Ne => "IS NOT NULL",
                 _ => return Err(RecordError::InvalidQuery("null can only be compared with eq or ne".into())),
             };
-            let _ = write!(sql, " AND {test}");
+            let _ = write!(sql, " AND {expr} {test}");
             continue;
         }
-        let n = binds.len() + 2;
-        match (dialect, column(&condition.field)) {
-            // Host columns are text; only text compares with them.
-            (_, Some(_)) => {
-                let Value::Text(text) = &condition.value else {
-                    return Err(RecordError::InvalidQuery(format!("{} compares with text only", condition.field)));
-                };
-                let _ = write!(sql, " AND {expr} {op} ${n}");
-                binds.push(Bind::Text(text.clone()));
-            }
-            (Dialect::Sqlite, None) => {
-                let _ = write!(sql, " AND {expr} {op} ${n}");
-                binds.push(match &condition.value {
-                    // json_extract yields 1/0 for true/false.
-                    Value::Bool(b) => Bind::Int(i64::from(*b)),
-                    Value::Int(i) => Bind::Int(*i),
-                    Value::Float(f) => Bind::Float(*f),
-                    Value::Text(t) => Bind::Text(t.clone()),
-                    Value::Null | Value::Texts(_) => unreachable!("handled above"),
-                });
-            }
-            (Dialect::Postgres, None) => {
-                // jsonb compares type-aware: numbers numerically, strings as text.
-                let _ = write!(sql, " AND {expr} {op} CAST(${n} AS jsonb)");
-                let json = match &condition.value {
-                    Value::Bool(b) => serde_json::Value::Bool(*b),
-                    Value::Int(i) => serde_json::Value::from(*i),
-                    Value::Float(f) => serde_json::Number::from_f64(*f)
-                        .map(serde_json::Value::Number)
-                        .ok_or_else(|| RecordError::InvalidQuery("NaN and infinity cannot be compared".into()))?,
-                    Value::Text(t) => serde_json::Value::String(t.clone()),
-                    Value::Null | Value::Texts(_) => unreachable!("handled above"),
-                };
-                binds.push(Bind::Text(json.to_string()));
-            }
-        }
+        // Order comparisons use the order's collation; equality needs none (and so keeps
+        // the primary key's index).
+        let expr = if matches!(condition.op, Op::Eq | Op::Ne) { expr } else { sort_expr(dialect, &condition.field)? };
+        let (placeholder, bind) = comparand(dialect, &condition.field, &condition.value, binds.len() + 2)?;
+        let _ = write!(sql, " AND {expr} {op} {placeholder}");
+        binds.push(bind);
     }
+    if let Some(after) = &query.after {
+        compile_after(dialect, query.order_by.as_ref(), after, &mut sql, &mut binds)?;
+    }
+    let id = id_key(dialect);
     match &query.order_by {
         Some((field, descending)) => {
-            let expr = field_expr(dialect, field)?;
-            let direction = if *descending { "DESC" } else { "ASC" };
-            let _ = write!(sql, " ORDER BY {expr} {direction}, id ASC");
+            let key = sort_expr(dialect, field)?;
+            let _ = write!(sql, " ORDER BY {key} {}, {id} ASC", direction(dialect, *descending));
         }
-        None => sql.push_str(" ORDER BY id ASC"),
+        // An `in` on a field picks at most a few thousand records: let SQLite find them through
+        // the field's index and sort them (`+id` is the same order, but not the primary key's),
+        // rather than walk every record of the type in `id` order to test each.
+        None if dialect == Dialect::Sqlite
+            && query.conditions.iter().any(|c| c.op == Op::In && column(&c.field).is_none()) =>
+        {
+            sql.push_str(" ORDER BY +id ASC");
+        }
+        None => {
+            let _ = write!(sql, " ORDER BY {id} ASC");
+        }
     }
     if let Some(limit) = query.limit {
         let _ = write!(sql, " LIMIT {limit}");
     }
     Ok(Compiled { sql, binds })
+}
+
+/// Keep only the records after `after` in the order `ORDER BY key, id` (keyset paging):
+/// `key > v OR (key = v AND id > i)`, written so that an index on `(key, id)` serves it, and
+/// with nulls where the order puts them (first ascending, last descending).
+fn compile_after(
+    dialect: Dialect,
+    order_by: Option<&(String, bool)>,
+    after: &Position,
+    sql: &mut String,
+    binds: &mut Vec<Bind>,
+) -> Result<(), RecordError> {
+    let id = id_key(dialect);
+    let n = binds.len() + 2;
+    binds.push(Bind::Text(after.id.clone()));
+    let Some((field, descending)) = order_by else {
+        let _ = write!(sql, " AND {id} > ${n}");
+        return Ok(());
+    };
+    let key = sort_expr(dialect, field)?;
+    let past_the_id = format!("{id} > ${n}");
+    match (&after.value, descending) {
+        (Value::Null, false) => {
+            let _ = write!(sql, " AND (({key} IS NULL AND {past_the_id}) OR {key} IS NOT NULL)");
+        }
+        (Value::Null, true) => {
+            let _ = write!(sql, " AND {key} IS NULL AND {past_the_id}");
+        }
+        (value, descending) => {
+            let (v, bind) = comparand(dialect, field, value, n + 1)?;
+            binds.push(bind);
+            let (from, past) = if *descending { ("<=", "<") } else { (">=", ">") };
+            let keyset = format!("{key} {from} {v} AND ({key} {past} {v} OR {past_the_id})");
+            if *descending {
+                let _ = write!(sql, " AND (({keyset}) OR {key} IS NULL)");
+            } else {
+                let _ = write!(sql, " AND {keyset}");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Compile an `in` or `contains` condition: `field IN (...)`, or a lookup in the element
@@ -524,6 +678,7 @@ mod tests {
             conditions: vec![Condition { field: field.into(), op: Op::Eq, value }],
             order_by: None,
             limit: None,
+            after: None,
         }
     }
 
@@ -549,6 +704,7 @@ mod tests {
             conditions: vec![Condition { field: "tags".into(), op, value }],
             order_by: None,
             limit: None,
+            after: None,
         };
         let texts = |n: usize| Value::Texts((0..n).map(|i| i.to_string()).collect());
         let indexed = ["tags".to_owned()];
@@ -564,10 +720,94 @@ mod tests {
     }
 
     #[test]
+    fn text_orders_by_bytes_and_nulls_first_on_both_backends() {
+        let ordered = |order_by: Option<(&str, bool)>| Query {
+            record_type: "T".into(),
+            conditions: Vec::new(),
+            order_by: order_by.map(|(field, descending)| (field.to_owned(), descending)),
+            limit: None,
+            after: None,
+        };
+        let sql = |dialect, order_by| compile(dialect, &[], &ordered(order_by)).unwrap().sql;
+        assert!(sql(Dialect::Postgres, None).ends_with(r#"ORDER BY id COLLATE "C" ASC"#));
+        assert!(
+            sql(Dialect::Postgres, Some(("createdAt", false)))
+                .ends_with(r#"ORDER BY created_at COLLATE "C" ASC NULLS FIRST, id COLLATE "C" ASC"#)
+        );
+        assert!(sql(Dialect::Postgres, Some(("start", true))).ends_with(
+            r#"ORDER BY NULLIF(data::jsonb -> 'start', 'null'::jsonb) DESC NULLS LAST, id COLLATE "C" ASC"#
+        ));
+        // SQLite compares text with BINARY and puts nulls first (ascending) by itself.
+        assert!(
+            sql(Dialect::Sqlite, Some(("start", false)))
+                .ends_with("ORDER BY json_extract(data, '$.start') ASC, id ASC")
+        );
+    }
+
+    /// Pages read with `after` (the position of each page's last record) add up to the whole
+    /// order: ties by id, nulls (a missing key or a JSON null) first ascending, last descending.
+    #[tokio::test]
+    async fn pages_add_up_to_the_whole_order() {
+        sqlx::any::install_default_drivers();
+        let mut conn = <AnyConnection as sqlx::Connection>::connect("sqlite::memory:").await.unwrap();
+        crate::db::MIGRATOR.run(&mut conn).await.unwrap();
+        let elements = ElementFields::default();
+        let ranks = [Some(2), None, Some(1), Some(-1), Some(2), None, Some(3), Some(1), Some(2), None];
+        let mut expected = Vec::new();
+        for (i, rank) in ranks.iter().enumerate() {
+            // Ids in an order unrelated to the ranks; a JSON null and a missing key alike.
+            let id = format!("r{}", (i * 7) % 10);
+            let data = match (rank, i % 2) {
+                (Some(rank), _) => serde_json::json!({ "rank": rank }),
+                (None, 0) => serde_json::json!({ "rank": null }),
+                (None, _) => serde_json::json!({}),
+            };
+            let write = Write::Upsert {
+                record_type: "T".into(),
+                id: id.clone(),
+                data: data.to_string(),
+                expected_version: None,
+            };
+            apply(&mut conn, &elements, &write, "2026-01-01T00:00:00.000Z").await.unwrap().unwrap();
+            expected.push((*rank, id));
+        }
+        for (order_by, size) in [(None, 3), (Some(false), 1), (Some(false), 4), (Some(true), 1), (Some(true), 3)] {
+            let mut want = expected.clone();
+            match order_by {
+                None => want.sort_by(|a, b| a.1.cmp(&b.1)),
+                // `None` sorts first in Rust, as null does ascending.
+                Some(false) => want.sort(),
+                Some(true) => want.sort_by(|a, b| match (a.0, b.0) {
+                    (Some(x), Some(y)) => y.cmp(&x).then_with(|| a.1.cmp(&b.1)),
+                    _ => a.0.is_none().cmp(&b.0.is_none()).then_with(|| a.1.cmp(&b.1)),
+                }),
+            }
+            let want: Vec<String> = want.into_iter().map(|(_, id)| id).collect();
+            let mut got = Vec::new();
+            let mut after = None;
+            loop {
+                let query = Query {
+                    record_type: "T".into(),
+                    conditions: Vec::new(),
+                    order_by: order_by.map(|descending| ("rank".to_owned(), descending)),
+                    limit: Some(size),
+                    after: after.take(),
+                };
+                let page = find(&mut conn, Dialect::Sqlite, &elements, &query).await.unwrap().unwrap();
+                let Some(last) = page.last() else { break };
+                let rank = serde_json::from_str::<serde_json::Value>(&last.data).unwrap()["rank"].as_i64();
+                after = Some(Position { value: rank.map_or(Value::Null, Value::Int), id: last.id.clone() });
+                got.extend(page.into_iter().map(|r| r.id));
+            }
+            assert_eq!(got, want, "order {order_by:?}, pages of {size}");
+        }
+    }
+
+    #[test]
     fn index_names_are_identifiers_within_postgres_limits() {
-        let name = index_name("EVENT_GROUP", &"x".repeat(64));
+        let name = index_name("records_ox_", "EVENT_GROUP", &"x".repeat(64));
         assert!(name.len() <= 63);
         assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
-        assert_ne!(index_name("A", "ab"), index_name("A", "aB"));
+        assert_ne!(index_name("records_ox_", "A", "ab"), index_name("records_ox_", "A", "aB"));
     }
 }

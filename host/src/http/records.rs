@@ -2,7 +2,7 @@
 //! that declared the collection, through `dispatch`, and its notifications are emitted after
 //! the commit. Also the JSON body extractors with the contract's 400/413/415 answers.
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::multipart::{Multipart, MultipartError};
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::header::CONTENT_TYPE;
@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use crate::clock::iso;
 use crate::dispatch;
 use crate::http::ApiError;
+use crate::pages;
 use crate::plugin::types::{self, Access, Actor, Role};
 use crate::sessions::extract::MaybeUser;
 use crate::state::AppState;
@@ -103,6 +104,7 @@ async fn run(
         now: iso(state.clock.now()),
         socket_id: headers.get(SOCKET_ID_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned),
         upload,
+        cursor: None,
     };
     let read_only = method == Method::GET;
     let outcome = dispatch::run(&state.db, &state.runtime, &plugin, &request, read_only).await?;
@@ -114,6 +116,12 @@ async fn run(
     }
 
     let status = StatusCode::from_u16(outcome.status).unwrap_or(StatusCode::OK);
+    // A list in pages: the first page now, the rest as the client reads (`pages`).
+    if let Some(rest) = outcome.next {
+        let first = outcome.body.unwrap_or_default();
+        let body = Body::from_stream(pages::stream(state.runtime.clone(), plugin, request, first, rest));
+        return Ok((status, [(CONTENT_TYPE, "application/json")], body).into_response());
+    }
     Ok(match outcome.body {
         Some(body) => (status, [(CONTENT_TYPE, "application/json")], body).into_response(),
         None => status.into_response(),

@@ -37,6 +37,7 @@ pub mod bindings {
     });
 }
 
+mod page;
 mod record;
 mod request;
 mod response;
@@ -47,6 +48,7 @@ pub use bindings::tidings::plugin::types::{
     Order, PluginError, Role, SocketRequest, StoreError, StoredRecord, Target, Task, TaskRequest, Upload, User,
     Value as FieldValue, Write,
 };
+pub use page::{PAGE_DATA_BYTES, Page};
 pub use record::{Query, Record, get, new_id};
 pub use request::{MAX_TEXT_CHARS, Request, field};
 pub use response::Response;
@@ -55,8 +57,8 @@ pub use serde_json::{Value, json};
 /// Everything a typical plugin uses: `use plugin_sdk::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Access, Comparison, Descriptor, FieldValue, Method, Notification, Plugin, PluginError, Query, Record, Request,
-        Response, Result, SocketRequest, Target, TaskRequest, Value, ensure, get, json,
+        Access, Comparison, Descriptor, FieldValue, Method, Notification, Page, Plugin, PluginError, Query, Record,
+        Request, Response, Result, SocketRequest, Target, TaskRequest, Value, ensure, get, json,
     };
 }
 
@@ -172,13 +174,21 @@ impl Descriptor {
     /// Ask the host to index a field of this plugin's records for comparisons, `in` and
     /// ordering.
     pub fn index(mut self, field: &str) -> Self {
-        self.indexes.push(Index { field: field.into(), kind: IndexKind::Value });
+        self.indexes.push(Index { field: field.into(), kind: IndexKind::Value, then_by: Vec::new() });
+        self
+    }
+
+    /// Ask the host to index `field`, then `order` within each value of it: serves a list of
+    /// the records with one value of `field`, ordered (and paged, see [`Page`]) by `order`,
+    /// e.g. `.index_ordered("authorId", "start")` for "my events by start".
+    pub fn index_ordered(mut self, field: &str, order: &str) -> Self {
+        self.indexes.push(Index { field: field.into(), kind: IndexKind::Value, then_by: vec![order.into()] });
         self
     }
 
     /// Ask the host to index each element of an array field, for [`Query::contains`].
     pub fn index_elements(mut self, field: &str) -> Self {
-        self.indexes.push(Index { field: field.into(), kind: IndexKind::Elements });
+        self.indexes.push(Index { field: field.into(), kind: IndexKind::Elements, then_by: Vec::new() });
         self
     }
 }

@@ -92,11 +92,17 @@ pub fn get<T: DeserializeOwned>(record_type: &str, id: &str) -> Result<Option<Re
 
 /// A query over one record type:
 /// `Query::new("SEMESTER").filter("start", Comparison::Le, now).order_by("start").fetch()`.
-pub struct Query(types::Query);
+pub struct Query(pub(crate) types::Query);
 
 impl Query {
     pub fn new(record_type: &str) -> Self {
-        Query(types::Query { record_type: record_type.into(), conditions: Vec::new(), order_by: None, limit: None })
+        Query(types::Query {
+            record_type: record_type.into(),
+            conditions: Vec::new(),
+            order_by: None,
+            limit: None,
+            after: None,
+        })
     }
 
     /// Add the condition `field op value`.

@@ -87,6 +87,12 @@ impl Request {
     pub fn upload(&self) -> Option<&crate::Upload> {
         self.0.upload.as_ref()
     }
+
+    /// Where the page to answer starts: `None` for the first page of a list, then the
+    /// `next` of the page before (see [`crate::Query::page`]).
+    pub fn cursor(&self) -> Option<&str> {
+        self.0.cursor.as_deref()
+    }
 }
 
 /// The most characters a text field read with [`field`] may hold. Records are listed whole,

@@ -14,6 +14,7 @@ pub struct Response {
     writes: Vec<Write>,
     notifications: Vec<Notification>,
     tasks: Vec<Task>,
+    next: Option<String>,
 }
 
 impl Response {
@@ -82,6 +83,15 @@ impl Response {
         self.notifications.push(notification);
         self
     }
+
+    /// The body is one page of a list (a JSON array) and the list goes on at `cursor`, as
+    /// [`crate::Page::next`] gives it; `None` ends the list. GET actions only: the host asks
+    /// for the next page with [`crate::Request::cursor`] set and joins the pages into one
+    /// array for the client.
+    pub fn next_page(mut self, cursor: Option<String>) -> Self {
+        self.next = cursor;
+        self
+    }
 }
 
 impl From<Response> for types::Response {
@@ -92,6 +102,7 @@ impl From<Response> for types::Response {
             writes: r.writes,
             notifications: r.notifications,
             tasks: r.tasks,
+            next: r.next,
         }
     }
 }

@@ -143,17 +143,22 @@ fn from_wit_query(q: wit::Query) -> records::Query {
                     wit::Comparison::In => records::Op::In,
                     wit::Comparison::Contains => records::Op::Contains,
                 },
-                value: match c.value {
-                    wit::Value::Null => records::Value::Null,
-                    wit::Value::Boolean(b) => records::Value::Bool(b),
-                    wit::Value::Integer(i) => records::Value::Int(i),
-                    wit::Value::Float(f) => records::Value::Float(f),
-                    wit::Value::Text(t) => records::Value::Text(t),
-                    wit::Value::Texts(t) => records::Value::Texts(t),
-                },
+                value: from_wit_value(c.value),
             })
             .collect(),
         order_by: q.order_by.map(|o| (o.field, o.descending)),
         limit: q.limit,
+        after: q.after.map(|p| records::Position { value: from_wit_value(p.value), id: p.id }),
+    }
+}
+
+fn from_wit_value(value: wit::Value) -> records::Value {
+    match value {
+        wit::Value::Null => records::Value::Null,
+        wit::Value::Boolean(b) => records::Value::Bool(b),
+        wit::Value::Integer(i) => records::Value::Int(i),
+        wit::Value::Float(f) => records::Value::Float(f),
+        wit::Value::Text(t) => records::Value::Text(t),
+        wit::Value::Texts(t) => records::Value::Texts(t),
     }
 }

@@ -8,6 +8,12 @@
 //! - `GET /batches/tagged/:tag` (`contains`), `GET /batches/any?tags[]=..` (`contains` any),
 //!   `GET /batches/by_ids?ids[]=..` (`in` on the id), `GET /batches/by_state?states[]=..`
 //!   (`in` on a field).
+//! - Lists in pages of `size` (`plugin_sdk::Page`), each element `{id, rank}`: `GET
+//!   /batches/pages?size=&order=rank&desc=true` (every batch, by `rank` or by id), `GET
+//!   /batches/union?size=&tags[]=..` (the batches with any of the tags, one query per tag, by
+//!   `rank`). With `fault=trap|refuse|object|same`, every page after the first traps, refuses,
+//!   answers an object, or names its own cursor as the next. `POST /batches/pages` answers a
+//!   page with a next, which only a GET may.
 
 use plugin_sdk::prelude::*;
 use plugin_sdk::TaskRequest;
@@ -43,7 +49,11 @@ impl Plugin for Batches {
             .action("any", Method::Get, "/any", Access::SignedIn)
             .action("by_ids", Method::Get, "/by_ids", Access::SignedIn)
             .action("by_state", Method::Get, "/by_state", Access::SignedIn)
+            .action("pages", Method::Get, "/pages", Access::SignedIn)
+            .action("union", Method::Get, "/union", Access::SignedIn)
+            .action("post_pages", Method::Post, "/pages", Access::SignedIn)
             .index("state")
+            .index("rank")
             .index_elements("tags")
     }
 
@@ -59,6 +69,19 @@ impl Plugin for Batches {
             "any" => list(Query::new(BATCH).contains_any("tags", req.query_all("tags[]"))),
             "by_ids" => list(Query::new(BATCH).is_in("id", req.query_all("ids[]"))),
             "by_state" => list(Query::new(BATCH).is_in("state", req.query_all("states[]"))),
+            "pages" => {
+                let query = match req.query("order") {
+                    Some(field) if req.query("desc") == Some("true") => Query::new(BATCH).order_by_desc(field),
+                    Some(field) => Query::new(BATCH).order_by(field),
+                    None => Query::new(BATCH),
+                };
+                pages(&req, vec![query])
+            }
+            "union" => {
+                let tagged = |tag: &str| Query::new(BATCH).contains("tags", tag).order_by("rank");
+                pages(&req, req.query_all("tags[]").map(tagged).collect())
+            }
+            "post_pages" => Ok(Response::ok(&json!([])).next_page(Some("more".into()))),
             other => Err(PluginError::NotFound(format!("no action {other}"))),
         }
     }
@@ -83,6 +106,23 @@ impl Plugin for Batches {
         let json = batch.to_json();
         Ok(Response::ok(&json).update(&batch).notify(Notification::changed(BATCH, &batch.id, &json).to(Target::All)))
     }
+}
+
+/// A page of the union of `queries`, or the fault `fault=` asks for on pages after the first.
+fn pages(req: &Request, queries: Vec<Query>) -> Result<Response> {
+    let size = req.query("size").and_then(|s| s.parse().ok()).unwrap_or(2);
+    if let Some(cursor) = req.cursor() {
+        match req.query("fault") {
+            Some("trap") => panic!("asked to trap on a later page"),
+            Some("refuse") => return Err(PluginError::NotFound("asked to refuse a later page".into())),
+            Some("object") => return Ok(Response::ok(&json!({ "not": "a page" })).next_page(Some(cursor.into()))),
+            Some("same") => return Ok(Response::ok(&json!([])).next_page(Some(cursor.into()))),
+            _ => {}
+        }
+    }
+    let page = Page::<Value>::union(queries, req.cursor(), size)?;
+    let items: Vec<Value> = page.records.iter().map(|b| json!({ "id": b.id, "rank": b.data.get("rank") })).collect();
+    Ok(Response::ok(&items).next_page(page.next))
 }
 
 fn create(req: &Request) -> Result<Response> {
