@@ -12,6 +12,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use host::db::records::{self, Write};
+
 use crate::jobs::{event_data, insert_record};
 use crate::support::{Backend, Client, TestHost, both_backends};
 
@@ -41,6 +43,7 @@ both_backends!(
     an_import_of_900_rows_fits_and_more_end_the_job_error,
     a_task_that_cannot_complete_ends_its_job_error,
     overlapping_events_share_time_and_an_audience,
+    lists_of_thousands_of_events_answer_in_pages,
 );
 
 pub(crate) const EVENTS: &str = "/api/v1/events";
@@ -1162,5 +1165,66 @@ async fn overlapping_events_share_time_and_an_audience(backend: Backend) {
     let answer = overlapping(&host, &me, &event).await.unwrap();
     assert_eq!(answer, json!({ "ids": [by_group, same_class, by_department] }));
     assert_eq!(overlapping(&host, &me, "missing").await, Err("Event not found".into()));
+    host.stop().await;
+}
+
+/// `count` events of `author` in `state`, about 1 KiB each, seeded in one transaction: two
+/// by two an hour apart from eleven weeks before the pinned `NOW` on (so that pages end amid
+/// equal starts). Their ids in the lists' order: by `start`, then id.
+async fn seed_many_events(host: &TestHost, author: &str, state: &str, count: usize) -> Vec<String> {
+    let first = chrono::DateTime::parse_from_rfc3339(NOW).unwrap() - chrono::Duration::weeks(11);
+    let db = &host.server.state.db;
+    let mut tx = db.begin_write().await.unwrap();
+    let mut seeded = Vec::new();
+    for i in 0..count {
+        let start = first + chrono::Duration::hours((i / 2) as i64);
+        let at = |t: chrono::DateTime<chrono::FixedOffset>| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+        let mut data = event_data(author, state, None);
+        data["start"] = json!(at(start));
+        data["end"] = json!(at(start + chrono::Duration::hours(1)));
+        data["description"] = json!(format!("Event {i}: {}", "x".repeat(900)));
+        let id = uuid::Uuid::new_v4().to_string();
+        let write = Write::Upsert {
+            record_type: "EVENT".into(),
+            id: id.clone(),
+            data: data.to_string(),
+            expected_version: None,
+        };
+        records::apply(&mut tx, &db.elements, &write, SEEDED).await.unwrap().unwrap();
+        seeded.push((at(start), id));
+    }
+    tx.commit().await.unwrap();
+    seeded.sort();
+    seeded.into_iter().map(|(_, id)| id).collect()
+}
+
+/// The pinned clock of [`lists_of_thousands_of_events_answer_in_pages`].
+const NOW: &str = "2026-11-27T10:00:00.000Z";
+
+/// A list longer than one plugin response may be (4 MiB) comes in pages that the host joins:
+/// the public list and the user's view answer 200 with every event, in their order, each as
+/// a read gives it (across page boundaries too), and the plugin counts no fault.
+async fn lists_of_thousands_of_events_answer_in_pages(backend: Backend) {
+    let host = TestHost::start(backend).await;
+    pin_clock(&host, NOW).await;
+    let (user, me) = host.user("USER").await;
+    let published = seed_many_events(&host, "someone", "PUBLISHED", 6_000).await;
+    let drafts = seed_many_events(&host, id_of(&me), "DRAFT", 5_000).await;
+    // The statistics autovacuum gathers after a bulk load (PostgreSQL plans with them).
+    records::analyze(&host.server.state.db).await.unwrap();
+    let anonymous = host.anonymous();
+    for (client, path, expected) in [(&anonymous, EVENTS, &published), (&user, "/api/v1/user/events", &drafts)] {
+        let response = client.http.get(client.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let text = response.text().await.unwrap();
+        assert!(text.len() > 4 << 20, "{path}: {} bytes, which one response could hold", text.len());
+        let list: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(ids(&list), *expected, "{path}");
+        for i in [0, 1, 499, 500, 501, 2_999, expected.len() - 1] {
+            assert_eq!(list[i], read(client, &expected[i]).await, "{path}: element {i}");
+        }
+    }
+    let event = host.server.state.plugins.active("event").unwrap();
+    assert_eq!(event.stats.faults.load(std::sync::atomic::Ordering::Relaxed), 0);
     host.stop().await;
 }

@@ -19,8 +19,8 @@ use events_model::audience::{self, all_departments};
 use events_model::event::{Event, EventState};
 use events_model::{Changes, DEPARTMENT, EVENT, EVENT_GROUP, JOB, REGISTRATION_PERIOD, SEMESTER, date};
 use plugin_sdk::{
-    Access, Comparison, Descriptor, FieldValue, Method, Notification, Plugin, PluginError, Query, Record, Request,
-    Response, Result, SocketRequest, Target, TaskRequest, User, Value, field, get,
+    Access, Comparison, Descriptor, FieldValue, Method, Notification, Page, Plugin, PluginError, Query, Record,
+    Request, Response, Result, SocketRequest, Target, TaskRequest, User, Value, field, get,
 };
 use serde::Deserialize;
 use serde_json::Map;
@@ -61,6 +61,9 @@ impl Plugin for Events {
             .index("jobId")
             .index("start")
             .index("end")
+            // The lists by `start`, in pages: the published ones, a user's own, the reviews.
+            .index_ordered("state", "start")
+            .index_ordered("authorId", "start")
             .index_elements("departmentIds")
             .index_elements("linkedUserIds")
     }
@@ -100,39 +103,45 @@ impl Plugin for Events {
     }
 }
 
+/// Events per page of a list that can grow without bound (about 0.5 MiB of ordinary
+/// events; the host joins the pages, see `plugin_sdk::Page`).
+const PAGE_SIZE: u32 = 500;
+
 /// `GET /?semesterId=&ids[]=`: with `ids[]`, those of the events that the caller may see
-/// (`allByIds`); without, the published root events of the semester (`published`).
+/// (`allByIds`, at most as many as the ids asked for); without, the published root events of
+/// the semester (`published`), in pages.
 fn all(req: &Request) -> Result<Response> {
     let mut changes = Changes::new(req.now());
-    let events = if req.query("ids[]").is_some() || req.query("ids").is_some() {
+    if req.query("ids[]").is_some() || req.query("ids").is_some() {
         let ids: Vec<String> = req.query_all("ids[]").chain(req.query_all("ids")).map(str::to_owned).collect();
-        all_by_ids(&mut changes, req.user(), &ids)?
-    } else {
-        published(req)?
-    };
-    Ok(Response::ok(&changes.api_events(&events)?))
+        let events = all_by_ids(&mut changes, req.user(), &ids)?;
+        return Ok(Response::ok(&changes.api_events(&events)?));
+    }
+    let page = published(req)?.page::<Event>(req.cursor(), PAGE_SIZE)?;
+    Ok(Response::ok(&changes.api_events(&page.records)?).next_page(page.next))
 }
 
 /// `GET /api/v1/user/events` (`Events.forUser`): the caller's own events except published
 /// root events (those are in the public list), and for admins also every REVIEW and
-/// REFUSED event; by `start`. Soft-deleted events are included, as in the original.
+/// REFUSED event; by `start`, in pages. Soft-deleted events are included, as in the original.
 fn for_user(req: &Request) -> Result<Response> {
     let user = req.require_user()?;
-    let mut changes = Changes::new(req.now());
-    let mut events: Vec<Record<Event>> = Query::new(EVENT)
-        .eq("authorId", user.id.as_str())
-        .fetch::<Event>()?
-        .into_iter()
-        .filter(|e| !(e.data.state == EventState::Published && e.data.parent_id.is_none()))
-        .collect();
+    let published = EventState::Published.as_str();
+    let mine = || Query::new(EVENT).eq("authorId", user.id.as_str()).order_by("start");
+    let mut lists = vec![
+        mine().filter("state", Comparison::Ne, published),
+        mine().eq("state", published).filter("parentId", Comparison::Ne, FieldValue::Null),
+    ];
     if req.is_admin() {
         for state in [EventState::Review, EventState::Refused] {
-            let others = Query::new(EVENT).eq("state", state.as_str()).fetch::<Event>()?;
-            events.extend(others.into_iter().filter(|e| e.data.author_id != user.id));
+            let others =
+                Query::new(EVENT).eq("state", state.as_str()).filter("authorId", Comparison::Ne, user.id.as_str());
+            lists.push(others.order_by("start"));
         }
     }
-    events.sort_by(|a, b| (&a.data.start, &a.id).cmp(&(&b.data.start, &b.id)));
-    Ok(Response::ok(&changes.api_events(&events)?))
+    let page = Page::<Event>::union(lists, req.cursor(), PAGE_SIZE)?;
+    let mut changes = Changes::new(req.now());
+    Ok(Response::ok(&changes.api_events(&page.records)?).next_page(page.next))
 }
 
 /// The dates of a `SEMESTER` record.
@@ -147,7 +156,7 @@ struct SemesterDates {
 /// events are included, as in the original: clients must handle them.
 ///
 /// Deviation: an unknown `semesterId` is a 404, like any missing record.
-fn published(req: &Request) -> Result<Vec<Record<Event>>> {
+fn published(req: &Request) -> Result<Query> {
     let (start, end) = match req.query("semesterId") {
         Some(id) => {
             let semester = get::<SemesterDates>(SEMESTER, id)?
@@ -164,13 +173,12 @@ fn published(req: &Request) -> Result<Vec<Record<Event>>> {
             None => (date::add_weeks(req.now(), -12), date::add_weeks(req.now(), 12)),
         },
     };
-    Query::new(EVENT)
+    Ok(Query::new(EVENT)
         .eq("state", EventState::Published.as_str())
         .eq("parentId", FieldValue::Null)
         .filter("start", Comparison::Le, end)
         .filter("end", Comparison::Ge, start)
-        .order_by("start")
-        .fetch()
+        .order_by("start"))
 }
 
 /// `GET /:id`: the event if the caller may see it (`findModel`).
