@@ -1010,16 +1010,21 @@ async fn importing_creates_a_job_that_ends_with_draft_events(backend: Backend) {
     let events = record["events"].as_array().unwrap();
     assert_eq!(events.len(), 3);
     assert!(events.iter().all(|e| e["state"] == "DRAFT" && e["jobId"] == job["id"] && e["authorId"] == me));
+    // A job's events come by `createdAt`, then id (as `GET /jobs/:id` lists them), not by row.
+    let by_id: Vec<&str> = events.iter().map(id_of).collect();
+    assert!(by_id.is_sorted(), "{by_id:?}");
+    let row = |description: &str| events.iter().find(|e| e["description"] == description).unwrap();
+    let (sport, week, concert) = (row("Sporttag"), row("Projektwoche"), row("Konzert; Aula"));
     assert_eq!(
-        (&events[0]["description"], &events[0]["classes"], &events[0]["departmentIds"], &events[0]["audience"]),
-        (&json!("Sporttag"), &json!(["26Ga", "26Gb"]), &json!([gym]), &json!("ALL"))
+        (&sport["classes"], &sport["departmentIds"], &sport["audience"]),
+        (&json!(["26Ga", "26Gb"]), &json!([gym]), &json!("ALL"))
     );
     assert_eq!(
-        (&events[1]["start"], &events[1]["end"]),
+        (&week["start"], &week["end"]),
         (&json!("2027-03-05T00:00:00.000Z"), &json!("2027-03-06T00:00:00.000Z"))
     );
-    assert_eq!(events[1]["meta"]["warnings"], json!(["Unknown department \"Nowhere\" was left out"]));
-    assert_eq!((&events[2]["description"], &events[2]["departmentIds"]), (&json!("Konzert; Aula"), &json!([gym])));
+    assert_eq!(week["meta"]["warnings"], json!(["Unknown department \"Nowhere\" was left out"]));
+    assert_eq!(concert["departmentIds"], json!([gym]));
     assert_eq!(host.stored("EVENT").await, 3);
 
     // Legacy types are for admins; a file that is not the format ends the job ERROR.

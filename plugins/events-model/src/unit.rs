@@ -172,6 +172,18 @@ impl Changes {
         Ok(all)
     }
 
+    /// The events of the job `job_id` as this request sees them (soft-deleted ones
+    /// included), by `createdAt`, then `id`: the order of a job's `events` wherever a job is
+    /// read or announced, so that a client holding the announced job holds what a read gives.
+    /// (An import creates its events in one transaction: they share `createdAt`, and `id`
+    /// decides.)
+    pub fn events_of_job(&mut self, job_id: &str) -> Result<Vec<Record<Event>>> {
+        let query = Query::new(EVENT).eq("jobId", job_id);
+        let mut events = self.events.find(query, |e| e.data.job_id.as_deref() == Some(job_id))?;
+        events.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
+        Ok(events)
+    }
+
     /// `publishedVersionIds` of each of `ids`: its PUBLISHED children by `createdAt`.
     pub fn published_versions(&mut self, ids: &[String]) -> Result<BTreeMap<String, Vec<String>>> {
         let mut children: Vec<_> =

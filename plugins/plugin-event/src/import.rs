@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use chrono::{NaiveDate, NaiveDateTime};
 use events_model::audience::{Department, all_departments};
-use events_model::event::{Audience, Event, TeachingAffected, api_events, sorted_set};
+use events_model::event::{Audience, Event, TeachingAffected, sorted_set};
 use events_model::{Changes, EVENT, JOB};
 use plugin_sdk::{
     MAX_TEXT_CHARS, Notification, PluginError, Record, Request, Response, Result, Target, TaskRequest, Value, get,
@@ -101,7 +101,6 @@ pub fn run(req: &TaskRequest) -> Result<Response> {
         return Ok(Response::no_content());
     }
     let mut changes = Changes::new(&req.now);
-    let mut events = Vec::new();
     let outcome = match &req.failure {
         Some(reason) => Err(reason.clone()),
         None => parse(&input.csv, &all_departments()?),
@@ -111,7 +110,7 @@ pub fn run(req: &TaskRequest) -> Result<Response> {
             for (_, mut event) in report.events.iter().cloned() {
                 event.author_id = job.data.user_id.clone();
                 event.job_id = Some(job.id.clone());
-                events.push(changes.events.insert(Record::new(EVENT, &req.now, event)));
+                changes.events.insert(Record::new(EVENT, &req.now, event));
             }
             job.data.state = "DONE".into();
             job.data.log = report.log();
@@ -123,8 +122,10 @@ pub fn run(req: &TaskRequest) -> Result<Response> {
     }
     job.touch(&req.now);
     let mut json = job.to_json();
-    // New events have no versions yet: no need to look any up.
-    json["events"] = Value::Array(api_events(&events, &BTreeMap::new()));
+    // The job as `GET /jobs/:id` reads it once this commits: its events in that order (the
+    // order of the file's rows would differ, since they all share `createdAt`).
+    let events = changes.events_of_job(&job.id)?;
+    json["events"] = Value::Array(changes.api_events(&events)?);
     let response =
         Response::no_content().update(&job).notify(Notification::changed(JOB, &job.id, &json).to(Target::All));
     Ok(changes.into_response(response))

@@ -134,17 +134,9 @@ fn find(req: &Request) -> Result<Record<Job>> {
     Ok(job)
 }
 
-/// The events of the job `job_id` as this request sees them (soft-deleted ones included),
-/// by `createdAt`. The original leaves the order to the database.
-fn events_of(changes: &mut Changes, job_id: &str) -> Result<Vec<Record<Event>>> {
-    let query = Query::new(EVENT).eq("jobId", job_id);
-    let mut events = changes.events.find(query, |e| e.data.job_id.as_deref() == Some(job_id))?;
-    events.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
-    Ok(events)
-}
-
 /// A job as `GET /:id` returns it and as its notifications carry it: the job with its
-/// `events` in their API shape.
+/// `events` in their API shape, in the order of `Changes::events_of_job` (by `createdAt`, then
+/// `id`; the original leaves the order to the database).
 ///
 /// Deviation: the original's update and delete return the events as raw database rows
 /// (without `departmentIds`, `linkedUserIds` and `publishedVersionIds`), while its find and
@@ -160,7 +152,7 @@ fn job_with_events(changes: &mut Changes, job: &Record<Job>, events: &[Record<Ev
 fn find_with_events(req: &Request) -> Result<Response> {
     let job = find(req)?;
     let mut changes = Changes::new(req.now());
-    let events = events_of(&mut changes, &job.id)?;
+    let events = changes.events_of_job(&job.id)?;
     Ok(Response::ok(&job_with_events(&mut changes, &job, &events)?))
 }
 
@@ -177,7 +169,7 @@ fn update(req: &Request) -> Result<Response> {
     job.touch(req.now());
 
     let mut changes = Changes::new(req.now());
-    let events = events_of(&mut changes, &job.id)?;
+    let events = changes.events_of_job(&job.id)?;
     let json = job_with_events(&mut changes, &job, &events)?;
     let to = audience(&job, &events);
     Ok(Response::ok(&json).update(&job).notify(Notification::changed(JOB, &job.id, &json).to(to)))
@@ -201,7 +193,7 @@ fn destroy(req: &Request) -> Result<Response> {
 
     let now = req.now();
     let mut changes = Changes::new(now);
-    for event in events_of(&mut changes, &job.id)? {
+    for event in changes.events_of_job(&job.id)? {
         // Deleting a draft also deletes its versions, which may be events of this job too.
         let Some(mut event) = changes.events.get(&event.id)? else { continue };
         if event.data.state == EventState::Draft {
@@ -214,7 +206,7 @@ fn destroy(req: &Request) -> Result<Response> {
         }
     }
 
-    let remaining = events_of(&mut changes, &job.id)?;
+    let remaining = changes.events_of_job(&job.id)?;
     let mut response = Response::no_content();
     if remaining.is_empty() {
         response = response.delete(&job);
