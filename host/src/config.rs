@@ -40,7 +40,8 @@ pub struct ServeArgs {
     /// other peers the header is ignored. Default: none.
     #[arg(long = "trusted-proxy", env = "TIDINGS_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<String>,
-    /// Wall-clock budget of one plugin call, in milliseconds.
+    /// Budget of one plugin call, in milliseconds of guest code run; no call lasts longer
+    /// than 10 times this in wall-clock time, whatever it waits on.
     #[arg(long, env = "TIDINGS_PLUGIN_TIMEOUT_MS", default_value_t = 100)]
     pub plugin_timeout_ms: u64,
     /// Linear memory cap of one plugin instance, in MiB.

@@ -1,11 +1,12 @@
-//! The request pipeline between the HTTP layer and the plugin runtime:
-//! transaction → plugin → output checks → writes with version checks → notification log →
-//! commit. Nothing is written or logged when any step fails; emission is the caller's, after
-//! this returns.
+//! The steps between the plugin runtime and the database: the output checks every plugin
+//! answer passes, and applying a checked answer (writes with version checks, the
+//! notification log, stored tasks) inside a transaction. [`crate::pipeline`] runs these steps
+//! for every change, in group-committed batches; [`read`] runs a GET in a read snapshot.
 //!
 //! Plugins are pure controllers (their only inputs are the request and their reads), so a
 //! transaction that the database aborts for a transient reason is simply run again.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -29,6 +30,9 @@ pub const MAX_RECORD_BYTES: usize = 4 << 20;
 pub const MAX_NOTIFICATIONS: usize = 1_000;
 pub const MAX_TARGETS: usize = 100;
 pub const MAX_TASKS: usize = 16;
+
+/// The record fields the host owns: stamped by it, never stored from a plugin's data.
+pub const HOST_FIELDS: [&str; 4] = ["id", "createdAt", "updatedAt", "version"];
 
 /// A committed outcome: what to answer and what to emit.
 #[derive(Debug)]
@@ -54,20 +58,23 @@ pub enum DispatchError {
     ValueTooLarge(String),
     #[error(transparent)]
     Db(#[from] db::Error),
+    /// The host could not do the work (e.g. the write pipeline stopped). Blame: host.
+    #[error("{0}")]
+    Internal(String),
 }
 
-/// Run one request through `plugin` and commit its effects.
-pub async fn run(
+/// Run a read-only request (a GET) through `plugin` in one read snapshot. Requests that may
+/// write go through the write pipeline ([`crate::pipeline`]) instead.
+pub async fn read(
     db: &Db,
     runtime: &Runtime,
     plugin: &LoadedPlugin,
     req: &types::Request,
-    read_only: bool,
 ) -> Result<Outcome, DispatchError> {
     plugin.available()?;
     let mut attempt = 1;
     loop {
-        match run_once(db, runtime, plugin, req, read_only).await {
+        match read_once(db, runtime, plugin, req).await {
             Err(DispatchError::Db(err) | DispatchError::Plugin(plugin::Error::Host(err)))
                 if err.is_transient() && attempt < MAX_ATTEMPTS =>
             {
@@ -80,22 +87,20 @@ pub async fn run(
     }
 }
 
-async fn run_once(
+async fn read_once(
     db: &Db,
     runtime: &Runtime,
     plugin: &LoadedPlugin,
     req: &types::Request,
-    read_only: bool,
 ) -> Result<Outcome, DispatchError> {
-    let tx = if read_only { db.begin_read().await? } else { db.begin_write().await? };
+    let tx = db.begin_read().await?;
     let (result, tx) = runtime.handle(plugin, req, tx).await;
     let response = result?;
-    let tx = tx.ok_or_else(|| fault(runtime, plugin, "the transaction was lost during the call".into()))?;
-    let checked = check(plugin, response, req, read_only).map_err(|m| fault(runtime, plugin, m))?;
+    let checked = check(plugin, response, req, true).map_err(|m| fault(runtime, plugin, m))?;
     runtime.record_outcome(plugin, false);
-    if read_only {
-        // A paged list keeps its snapshot for the pages to come.
-        if let Some(cursor) = checked.next.clone() {
+    // A paged list keeps its snapshot for the pages to come.
+    let tx = match (checked.next.clone(), tx) {
+        (Some(cursor), Some(tx)) => {
             let next = Some(crate::pages::Rest { cursor, tx });
             return Ok(Outcome {
                 status: checked.status,
@@ -105,32 +110,36 @@ async fn run_once(
                 next,
             });
         }
-        // Nothing to keep (`check` refused writes): end the read snapshot.
+        (Some(_), None) => return Err(fault(runtime, plugin, "the transaction was lost during the call".into())),
+        (None, tx) => tx,
+    };
+    // Nothing to keep (`check` refused writes): end the read snapshot.
+    if let Some(tx) = tx {
         tx.rollback().await.map_err(db::Error::from)?;
-        return Ok(Outcome {
-            status: checked.status,
-            body: checked.body,
-            notifications: Vec::new(),
-            tasks: 0,
-            next: None,
-        });
     }
-    commit(db, tx, plugin, checked, &req.now).await
+    Ok(Outcome { status: checked.status, body: checked.body, notifications: Vec::new(), tasks: 0, next: None })
 }
 
 /// Apply a checked response inside `tx` (writes with their version checks, the notification
-/// log, the tasks it asked for) and commit; or roll back and return why not.
-pub async fn commit(
+/// log, the tasks it asked for), without committing; on an error the caller rolls back.
+pub async fn apply(
+    tx: &mut db::Tx,
     db: &Db,
-    mut tx: db::Tx,
     plugin: &LoadedPlugin,
     checked: Checked,
     now: &str,
 ) -> Result<Outcome, DispatchError> {
+    // What the host stamped on each record written: notified copies carry the same.
+    let mut stamped = HashMap::new();
     for write in &checked.writes {
-        check_user_write(&mut tx, plugin, write).await?;
-        match records::apply(&mut tx, &db.elements, write, now).await {
-            Ok(applied) => applied.map_err(|e| DispatchError::Conflict(e.to_string()))?,
+        check_user_write(tx, plugin, write).await?;
+        match records::apply(tx, &db.elements, write, now).await {
+            Ok(applied) => {
+                let stamp = applied.map_err(|e| DispatchError::Conflict(e.to_string()))?;
+                let (records::Write::Upsert { record_type, id, .. } | records::Write::Delete { record_type, id, .. }) =
+                    write;
+                stamped.insert((record_type.as_str(), id.as_str()), stamp);
+            }
             Err(err) if err.is_value_too_large() => {
                 return Err(DispatchError::ValueTooLarge(
                     "a value is too large to be stored in an indexed field".into(),
@@ -140,8 +149,18 @@ pub async fn commit(
         }
     }
     let mut logged = Vec::with_capacity(checked.notifications.len());
-    for n in checked.notifications {
-        logged.push(append_notification(&mut tx, n, now).await?);
+    for mut n in checked.notifications {
+        let stamp = match n.payload.get("record").and_then(|r| r.get("id")) {
+            Some(Value::String(id)) => stamped.get(&(n.record_type.as_str(), id.as_str())).cloned().flatten(),
+            _ => None,
+        };
+        if let Some(stamp) = stamp
+            && let Some(Value::Object(record)) = n.payload.get_mut("record")
+        {
+            record.insert("createdAt".into(), stamp.created_at.clone().into());
+            record.insert("updatedAt".into(), stamp.updated_at.clone().into());
+        }
+        logged.push(append_notification(tx, n, now).await?);
     }
     for task in &checked.tasks {
         let stored = db::tasks::StoredTask {
@@ -153,9 +172,8 @@ pub async fn commit(
             last_error: None,
             created_at: now.to_owned(),
         };
-        db::tasks::insert(&mut tx, &stored).await?;
+        db::tasks::insert(tx, &stored).await?;
     }
-    tx.commit().await.map_err(db::Error::from)?;
     Ok(Outcome {
         status: checked.status,
         body: checked.body,
@@ -214,6 +232,18 @@ pub async fn append_notification(
     };
     log::append(tx, &entry).await?;
     Ok(entry)
+}
+
+/// A plugin's answer to a socket event, under the rules of any plugin output: JSON of at
+/// most [`MAX_BODY_BYTES`]; anything else is a fault.
+pub fn check_reply(runtime: &Runtime, plugin: &LoadedPlugin, reply: &str) -> Result<Value, DispatchError> {
+    if reply.len() > MAX_BODY_BYTES {
+        return Err(fault(runtime, plugin, format!("the reply has {} bytes, more than {MAX_BODY_BYTES}", reply.len())));
+    }
+    let value =
+        serde_json::from_str(reply).map_err(|e| fault(runtime, plugin, format!("the reply is not JSON: {e}")))?;
+    runtime.record_outcome(plugin, false);
+    Ok(value)
 }
 
 pub(crate) fn fault(runtime: &Runtime, plugin: &LoadedPlugin, message: String) -> DispatchError {
@@ -338,7 +368,7 @@ pub fn check_for(
                     return Err(format!("record {} data is not a JSON object", u.id));
                 };
                 // The host owns these; a copy in the data would only go stale.
-                for owned in ["id", "createdAt", "updatedAt"] {
+                for owned in HOST_FIELDS {
                     data.remove(owned);
                 }
                 Ok(records::Write::Upsert {

@@ -13,6 +13,7 @@ pub mod http;
 pub mod lifecycle;
 pub mod notifications;
 pub mod pages;
+pub mod pipeline;
 pub mod plugin;
 pub mod realtime;
 pub mod sessions;
@@ -25,6 +26,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::serve::ListenerExt;
 use socketioxide::SocketIo;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -34,6 +36,7 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::lifecycle::PluginManager;
 use crate::notifications::Notifier;
+use crate::pipeline::Pipeline;
 use crate::plugin::types::IndexKind;
 use crate::plugin::{LoadedPlugin, Registry, Runtime};
 use crate::realtime::RealtimeState;
@@ -118,13 +121,14 @@ impl Server {
             background.push(manager.watch(dir.clone()));
         }
         let tasks = TaskWaker::default();
+        let (pipeline, committer) = Pipeline::start(db.clone(), Arc::clone(&runtime), notifier.clone(), tasks.clone());
+        background.push(committer);
         background.push(
             TaskRunner {
                 db: db.clone(),
                 clock: clock.clone(),
-                runtime: Arc::clone(&runtime),
                 plugins: Arc::clone(&plugins),
-                notifier: notifier.clone(),
+                pipeline: pipeline.clone(),
                 waker: tasks.clone(),
             }
             .start(),
@@ -139,11 +143,18 @@ impl Server {
             manager,
             throttle: Arc::default(),
             tasks,
+            pipeline,
         };
 
-        let listener =
-            tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+        let listener = listen(config.listen).with_context(|| format!("binding {}", config.listen))?;
         let addr = listener.local_addr()?;
+        // Notifications are small writes that must leave at once, not wait for the ACK of the
+        // previous one (Nagle's algorithm), as Node's servers do by default.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::debug!(%err, "could not set TCP_NODELAY");
+            }
+        });
         let (shutdown, on_shutdown) = oneshot::channel::<()>();
         let router = app(state.clone(), socket_layer);
         let task = tokio::spawn(async move {
@@ -186,6 +197,18 @@ impl Server {
     pub fn take_shutdown(&mut self) -> Option<oneshot::Sender<()>> {
         self.shutdown.take()
     }
+}
+
+/// Connections the kernel holds for `accept` (capped by `net.core.somaxconn`). The standard
+/// library's and tokio's 128 overflows when a few hundred clients connect at once: the kernel
+/// drops the excess and each client retries after a second. Node's servers use 511.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Load-time work for a plugin's storage: the indexes its queries need.

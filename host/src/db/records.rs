@@ -125,14 +125,23 @@ pub async fn find(
     Ok(Ok(q.fetch_all(conn).await?))
 }
 
-/// Apply one write stamped with `now`. A version mismatch, a duplicate insert or an update
-/// of a missing record is `Ok(Err(VersionConflict))`; the caller rolls back.
+/// The host-owned times of a record just written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stamp {
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// Apply one write stamped with `now`; an upsert returns the record's stamp. A version
+/// mismatch, a duplicate insert or an update of a missing record is
+/// `Ok(Err(VersionConflict))`; the caller rolls back.
 pub async fn apply(
     conn: &mut AnyConnection,
     elements: &ElementFields,
     write: &Write,
     now: &str,
-) -> Result<Result<(), RecordError>> {
+) -> Result<Result<Option<Stamp>, RecordError>> {
+    let mut created_at = None;
     let affected = match write {
         Write::Upsert { record_type, id, data, expected_version: None } => sqlx::query(
             "INSERT INTO records (record_type, id, data, version, created_at, updated_at) \
@@ -145,18 +154,20 @@ pub async fn apply(
         .execute(&mut *conn)
         .await?
         .rows_affected(),
-        Write::Upsert { record_type, id, data, expected_version: Some(version) } => sqlx::query(
-            "UPDATE records SET data = $3, version = version + 1, updated_at = $4 \
-                 WHERE record_type = $1 AND id = $2 AND version = $5",
-        )
-        .bind(record_type)
-        .bind(id)
-        .bind(data)
-        .bind(now)
-        .bind(*version)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected(),
+        Write::Upsert { record_type, id, data, expected_version: Some(version) } => {
+            created_at = sqlx::query_scalar(
+                "UPDATE records SET data = $3, version = version + 1, updated_at = $4 \
+                 WHERE record_type = $1 AND id = $2 AND version = $5 RETURNING created_at",
+            )
+            .bind(record_type)
+            .bind(id)
+            .bind(data)
+            .bind(now)
+            .bind(*version)
+            .fetch_optional(&mut *conn)
+            .await?;
+            u64::from(created_at.is_some())
+        }
         Write::Delete { record_type, id, expected_version } => {
             sqlx::query("DELETE FROM records WHERE record_type = $1 AND id = $2 AND ($3 IS NULL OR version = $3)")
                 .bind(record_type)
@@ -177,10 +188,15 @@ pub async fn apply(
             };
             index_elements(conn, record_type, id, &fields, data).await?;
         }
-        return Ok(Ok(()));
+        return Ok(Ok(match write {
+            Write::Upsert { .. } => {
+                Some(Stamp { created_at: created_at.unwrap_or_else(|| now.to_owned()), updated_at: now.to_owned() })
+            }
+            Write::Delete { .. } => None,
+        }));
     }
     if matches!(write, Write::Delete { expected_version: None, .. }) {
-        return Ok(Ok(()));
+        return Ok(Ok(None));
     }
     Ok(Err(RecordError::VersionConflict(match write {
         Write::Upsert { record_type, id, expected_version: None, .. } => {

@@ -106,22 +106,23 @@ async fn run(
         upload,
         cursor: None,
     };
-    let read_only = method == Method::GET;
-    let outcome = dispatch::run(&state.db, &state.runtime, &plugin, &request, read_only).await?;
-    if !outcome.notifications.is_empty() {
-        state.notifier.committed();
-    }
-    if outcome.tasks > 0 {
-        state.tasks.wake();
-    }
+    // The write pipeline hands the notifications to the emitter and wakes the task runner.
+    let outcome = match method {
+        Method::GET => {
+            let mut outcome = dispatch::read(&state.db, &state.runtime, &plugin, &request).await?;
+            // A list in pages: the first page now, the rest as the client reads (`pages`).
+            if let Some(rest) = outcome.next.take() {
+                let status = StatusCode::from_u16(outcome.status).unwrap_or(StatusCode::OK);
+                let first = outcome.body.unwrap_or_default();
+                let body = Body::from_stream(pages::stream(state.runtime.clone(), plugin, request, first, rest));
+                return Ok((status, [(CONTENT_TYPE, "application/json")], body).into_response());
+            }
+            outcome
+        }
+        _ => state.pipeline.write(plugin, request).await?,
+    };
 
     let status = StatusCode::from_u16(outcome.status).unwrap_or(StatusCode::OK);
-    // A list in pages: the first page now, the rest as the client reads (`pages`).
-    if let Some(rest) = outcome.next {
-        let first = outcome.body.unwrap_or_default();
-        let body = Body::from_stream(pages::stream(state.runtime.clone(), plugin, request, first, rest));
-        return Ok((status, [(CONTENT_TYPE, "application/json")], body).into_response());
-    }
     Ok(match outcome.body {
         Some(body) => (status, [(CONTENT_TYPE, "application/json")], body).into_response(),
         None => status.into_response(),
