@@ -89,7 +89,8 @@ impl<T: DeserializeOwned> Page<T> {
             }
             for i in due {
                 let mut query = queries[i].clone();
-                query.after = after.as_ref().map(|(value, id)| types::Position { value: field_value(value), id: id.clone() });
+                query.after =
+                    after.as_ref().map(|(value, id)| types::Position { value: field_value(value), id: id.clone() });
                 // One more than the page holds: whether it exists says whether the list goes on.
                 query.limit = Some(u32::try_from(size + 1).unwrap_or(u32::MAX));
                 let matches = store::find(&query)?;
