@@ -232,7 +232,8 @@ impl Committer {
     /// lost), and whether it wrote and how. Its writes are in a savepoint when
     /// `protect` (the transaction holds earlier jobs' writes).
     async fn job(&self, work: &Work, mut tx: db::Tx, protect: bool) -> (Done, Option<db::Tx>, Writes) {
-        let (plugin, result, now) = match work {
+        // The plugin's checked output, and how far the job has written before applying it.
+        let (plugin, checked, now, mut writes) = match work {
             Work::Request { plugin, req } => {
                 let (result, back) = self.runtime.handle(plugin, req, tx).await;
                 let Some(back) = back else { return (result.map(|_| None).map_err(Into::into), None, Writes::None) };
@@ -240,7 +241,7 @@ impl Committer {
                 let checked = result.map_err(DispatchError::from).and_then(|response| {
                     dispatch::check(plugin, response, req, false).map_err(|m| dispatch::fault(&self.runtime, plugin, m))
                 });
-                (plugin, checked, &req.now)
+                (plugin, checked, &req.now, Writes::None)
             }
             Work::Task { plugin, task_id, req } => {
                 // The task's removal is a write: in the savepoint with the run's writes.
@@ -254,7 +255,8 @@ impl Committer {
                     Err(err) => return (Err(err.into()), Some(tx), writes),
                 }
                 let (result, back) = self.runtime.run_task(plugin, req, tx).await;
-                let Some(mut tx) = back else { return (result.map(|_| None).map_err(Into::into), None, writes) };
+                let Some(back) = back else { return (result.map(|_| None).map_err(Into::into), None, writes) };
+                tx = back;
                 // A task has no caller: no session to address, no socket to skip.
                 let checked = result.map_err(DispatchError::from).and_then(|response| {
                     dispatch::check_for(plugin, response, &types::Actor::Anonymous, None, false)
@@ -264,26 +266,21 @@ impl Committer {
                         })
                         .map_err(|message| dispatch::fault(&self.runtime, plugin, message))
                 });
-                let done = match checked {
-                    Ok(checked) => {
-                        self.runtime.record_outcome(plugin, false);
-                        dispatch::apply(&mut tx, &self.db, plugin, checked, &req.now).await.map(Some)
-                    }
-                    Err(err) => Err(err),
-                };
-                return (done, Some(tx), writes);
+                (plugin, checked, &req.now, writes)
             }
         };
-        // A request that the plugin refused, or whose output failed the checks, wrote nothing.
-        let checked = match result {
+        // Refused by the plugin or by the checks: nothing more is written.
+        let checked = match checked {
             Ok(checked) => checked,
-            Err(err) => return (Err(err), Some(tx), Writes::None),
+            Err(err) => return (Err(err), Some(tx), writes),
         };
         self.runtime.record_outcome(plugin, false);
-        let writes = match Writes::begin(&mut tx, protect).await {
-            Ok(writes) => writes,
-            Err(err) => return (Err(err.into()), Some(tx), Writes::None),
-        };
+        if writes == Writes::None {
+            writes = match Writes::begin(&mut tx, protect).await {
+                Ok(writes) => writes,
+                Err(err) => return (Err(err.into()), Some(tx), Writes::None),
+            };
+        }
         let done = dispatch::apply(&mut tx, &self.db, plugin, checked, now).await.map(Some);
         (done, Some(tx), writes)
     }

@@ -145,8 +145,7 @@ pub async fn set_role(
     let socket = headers.get(crate::http::SOCKET_ID_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let (user, record) = sessions::set_role(&state.db, &state.clock, &id, body.data.role, socket).await?;
     state.notifier.set_admin(&user.id, user.role == sessions::Role::Admin).await;
-    // The role change's notification was logged by `set_role`: the emitter reads it there.
-    state.notifier.committed(Vec::new());
+    state.notifier.committed_to_log();
     Ok(Json(record))
 }
 

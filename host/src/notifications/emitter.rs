@@ -53,16 +53,20 @@ pub(super) struct Handoff {
 
 impl Handoff {
     pub(super) fn committed(&self, entries: Vec<LoggedNotification>) {
-        if entries.is_empty() {
-            self.read_log.store(true, Ordering::Release);
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if pending.len() + entries.len() <= MAX_HANDED_OFF {
+            pending.extend(entries.into_iter().map(|n| (n.seq, n)));
+            drop(pending);
+            self.wake.notify_one();
         } else {
-            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            if pending.len() + entries.len() <= MAX_HANDED_OFF {
-                pending.extend(entries.into_iter().map(|n| (n.seq, n)));
-            } else {
-                self.read_log.store(true, Ordering::Release);
-            }
+            drop(pending);
+            self.read_log();
         }
+    }
+
+    /// Entries were committed that are not at hand: the emitter reads them from the log.
+    pub(super) fn read_log(&self) {
+        self.read_log.store(true, Ordering::Release);
         self.wake.notify_one();
     }
 }

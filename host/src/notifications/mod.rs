@@ -134,10 +134,15 @@ impl Notifier {
     }
 
     /// Hand the entries a transaction just committed to the emitter, which emits them at
-    /// once (in offset order). Call right after the commit; with no entries (some were
-    /// committed but are not at hand), the emitter reads them from the log.
+    /// once (in offset order). Call right after the commit.
     pub fn committed(&self, entries: Vec<LoggedNotification>) {
         self.handoff.committed(entries);
+    }
+
+    /// Tell the emitter that entries were committed without handing them over (a host
+    /// operation that logs its own notification): it reads them from the log.
+    pub fn committed_to_log(&self) {
+        self.handoff.read_log();
     }
 
     /// The handle that seats new sockets. It holds no Socket.IO handle, so the namespace's
