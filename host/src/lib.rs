@@ -40,6 +40,7 @@ use crate::pipeline::Pipeline;
 use crate::plugin::types::IndexKind;
 use crate::plugin::{LoadedPlugin, Registry, Runtime};
 use crate::realtime::RealtimeState;
+use crate::sessions::throttle::LoginThrottle;
 use crate::state::AppState;
 use crate::tasks::{TaskRunner, TaskWaker};
 
@@ -91,13 +92,18 @@ impl Server {
                 .map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let plugins = Arc::new(Registry::default());
 
+        // One throttle for both ways to sign in: the HTTP login and the Admin UI's handshake.
+        let throttle = Arc::new(LoginThrottle::default());
         let realtime = RealtimeState {
             db: db.clone(),
             clock: clock.clone(),
             config: Arc::clone(&config),
             plugins: Arc::clone(&plugins),
             runtime: Arc::clone(&runtime),
+            throttle: Arc::clone(&throttle),
+            admin_events: Arc::default(),
         };
+        let admin_events = Arc::clone(&realtime.admin_events);
         // A bounded buffer per socket: a client that stops reading cannot grow the server's
         // memory; replays wait for room (see notifications::emitter).
         // Incoming messages are capped too: a client event is small (arguments for a plugin).
@@ -111,8 +117,8 @@ impl Server {
         let (notifier, emitter) = Notifier::new(io.clone(), db.clone(), clock.clone(), config.retention)
             .await
             .context("starting the notification emitter")?;
-        realtime::register(&io, notifier.seater());
-        let mut background = vec![emitter.start()];
+        let admin_stats = realtime::register(&io, notifier.seater(), admin_events);
+        let mut background = vec![emitter.start(), admin_stats];
         let manager =
             PluginManager::new(db.clone(), clock.clone(), Arc::clone(&runtime), Arc::clone(&plugins), notifier.clone());
         let bundled = if config.bundled_plugins { bundled::PLUGINS } else { &[] };
@@ -141,7 +147,8 @@ impl Server {
             runtime,
             notifier,
             manager,
-            throttle: Arc::default(),
+            throttle,
+            io: io.clone(),
             tasks,
             pipeline,
         };

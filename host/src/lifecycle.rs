@@ -272,9 +272,9 @@ pub fn describe(plugin: &LoadedPlugin) -> Value {
         "socketEvents": d.socket_events,
         "actions": d.actions.iter().map(|a| json!({
             "name": a.name,
-            "method": format!("{:?}", a.method).to_uppercase(),
+            "method": a.method.as_str(),
             "path": a.path,
-            "access": format!("{:?}", a.access).to_lowercase(),
+            "access": a.access.as_str(),
         })).collect::<Vec<_>>(),
     })
 }

@@ -29,6 +29,8 @@ pub struct AppState {
     pub tasks: TaskWaker,
     /// Where every change goes: group-committed batches.
     pub pipeline: Pipeline,
+    /// The Socket.IO server, for the operator's view of connected sockets.
+    pub io: socketioxide::SocketIo,
 }
 
 impl FromRef<AppState> for Db {

@@ -4,8 +4,10 @@
 //! `dispatch` and `plugin::Registry`.
 
 mod auth;
+mod console;
 mod drain;
 mod error;
+mod openapi;
 mod plugins;
 mod records;
 
@@ -43,9 +45,12 @@ pub fn router(state: AppState) -> Router {
             put(plugins::install).layer(DefaultBodyLimit::max(plugins::MAX_COMPONENT_BYTES)),
         )
         .route("/admin/plugins/{name}/rollback", post(plugins::rollback))
+        .route("/admin/sockets", get(plugins::sockets))
+        .route("/openapi.json", get(openapi::document))
         .route("/{collection}", any(records::dispatch_root))
         .route("/{collection}/{*rest}", any(records::dispatch));
     Router::new()
+        .merge(console::routes())
         .route("/healthz", get(healthz))
         .route("/metrics", get(plugins::metrics))
         .nest("/api/v1", api)

@@ -1,5 +1,5 @@
-//! Operator routes: list, install and roll back plugins (ADMIN only), and `/metrics` in the
-//! Prometheus text format.
+//! Operator routes: list, install and roll back plugins and list sockets (ADMIN only), and
+//! `/metrics` in the Prometheus text format.
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -102,6 +102,15 @@ pub async fn rollback(
     require_admin(&session)?;
     let serving = state.manager.rollback(&name).await.map_err(install_error)?;
     Ok(Json(describe(&serving)))
+}
+
+/// `GET /api/v1/admin/sockets`: this node's connected sockets, their users and rooms.
+pub async fn sockets(
+    State(state): State<AppState>,
+    CurrentUser(session): CurrentUser,
+) -> Result<Json<Vec<crate::realtime::admin::SocketView>>, ApiError> {
+    require_admin(&session)?;
+    Ok(Json(crate::realtime::admin::sockets(&state.io)))
 }
 
 fn install_error(err: impl Into<InstallError>) -> ApiError {

@@ -162,10 +162,14 @@ impl Notifier {
     /// Move every connected socket of a user into or out of the `admin` room (after a role
     /// change), so the change takes effect without a reconnect.
     pub async fn set_admin(&self, user_id: &str, admin: bool) {
+        let moving: Vec<_> = self.io.within(user_room(user_id)).sockets().into_iter().map(|socket| socket.id).collect();
         let sockets = self.io.within(user_room(user_id));
         let moved = if admin { sockets.join(ADMIN_ROOM).await } else { sockets.leave(ADMIN_ROOM).await };
         if let Err(err) = moved {
             tracing::warn!(%err, "moving a user's sockets after a role change failed");
+        }
+        for id in moving {
+            crate::realtime::admin::room_changed(&self.io, crate::realtime::NAMESPACE, id, ADMIN_ROOM, admin).await;
         }
     }
 

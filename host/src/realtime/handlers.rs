@@ -23,6 +23,10 @@ pub enum ConnectError {
     OriginNotAllowed,
     #[error("server error")]
     Internal,
+    #[error("admins only")]
+    AdminsOnly,
+    #[error("too many failed sign-ins; wait and retry")]
+    Throttled,
 }
 
 /// Connect middleware: the Origin rule, then the session cookie.
@@ -48,6 +52,8 @@ pub async fn authenticate(socket: SocketRef, State(state): State<RealtimeState>)
 /// Any event without a host handler: routed to the plugin that declares it. The ack gets
 /// `{"state": "success", ...}` or `{"state": "error", "message": ...}`.
 pub async fn plugin_event(
+    socket: SocketRef,
+    io: socketioxide::SocketIo,
     Event(event): Event,
     TryData(args): TryData<Args>,
     ack: AckSender,
@@ -57,6 +63,7 @@ pub async fn plugin_event(
 ) {
     // An event sent without arguments still gets an answer.
     let args = args.map_or_else(|_| Vec::new(), |Args(args)| args);
+    crate::realtime::admin::event_received(&io, socket.id, &event, &args).await;
     let reply = match rate.admit() {
         false => json!({ "state": "error", "message": "too many events; slow down" }),
         true => match answer(&state, &session, &event, args).await {
@@ -105,7 +112,7 @@ impl EventRate {
 
 /// Every argument of an event. socketioxide hands a handler all arguments only when the
 /// extracted type deserializes as a tuple (otherwise just the first), so this asks for one.
-pub struct Args(Vec<Value>);
+pub struct Args(pub Vec<Value>);
 
 impl<'de> serde::Deserialize<'de> for Args {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
