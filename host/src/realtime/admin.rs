@@ -322,7 +322,11 @@ async fn authenticate(
     Ok(())
 }
 
-async fn on_connect(socket: SocketRef, io: SocketIo) {
+async fn on_connect(socket: SocketRef, io: SocketIo, State(state): State<RealtimeState>) {
+    state.admin_events.push("rawConnection", None);
+    socket.on_disconnect(|State(state): State<RealtimeState>, reason: DisconnectReason| async move {
+        state.admin_events.push("rawDisconnection", Some(reason_name(reason).to_owned()));
+    });
     if let Some(NewSession(token)) = socket.extensions.get::<NewSession>() {
         socket.emit("session", &token).ok();
     }
