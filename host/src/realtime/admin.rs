@@ -64,7 +64,11 @@ impl Connected {
 /// Connections and disconnections per second since the last `server_stats`, which the UI
 /// plots (its `aggregatedEvents`).
 #[derive(Default)]
-pub struct Aggregates(Mutex<BTreeMap<(i64, &'static str, Option<String>), u64>>);
+pub struct Aggregates(Mutex<BTreeMap<AggregateKey, u64>>);
+
+/// The second (as a millisecond timestamp), the kind (`rawConnection`, `rawDisconnection`)
+/// and its detail (a disconnection's reason).
+type AggregateKey = (i64, &'static str, Option<String>);
 
 impl Aggregates {
     fn push(&self, kind: &'static str, sub_type: Option<String>) {

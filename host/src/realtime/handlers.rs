@@ -51,6 +51,7 @@ pub async fn authenticate(socket: SocketRef, State(state): State<RealtimeState>)
 
 /// Any event without a host handler: routed to the plugin that declares it. The ack gets
 /// `{"state": "success", ...}` or `{"state": "error", "message": ...}`.
+#[allow(clippy::too_many_arguments)] // extractors, as socketioxide hands them
 pub async fn plugin_event(
     socket: SocketRef,
     io: socketioxide::SocketIo,
