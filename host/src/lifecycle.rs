@@ -251,7 +251,8 @@ fn check_replacement(running: &LoadedPlugin, new: &LoadedPlugin, approve_grants:
     let widens = !(reads.is_empty() && writes.is_empty());
     if widens && !approve_grants {
         return Err(InstallError::Refused(format!(
-            "the new version asks for wider grants (read {reads:?}, write {writes:?}); install with approveGrants=true to allow them"
+            "the new version asks for wider grants (read {reads:?}, write {writes:?}); to allow them, install with \
+             `tidings plugin install --approve-grants FILE` (on the admin API: `?approveGrants=true`)"
         )));
     }
     Ok(())

@@ -446,6 +446,38 @@ pub const USER_VIEWS: &str = "/api/v1/user/";
 
 type Routes = HashMap<Method, matchit::Router<usize>>;
 
+/// Why an action's route cannot be added, in the author's own syntax (`/:id`, not the
+/// router's `/{id}`), naming the action it conflicts with.
+fn route_error(d: &wit::Descriptor, action: &wit::Action, err: matchit::InsertError) -> String {
+    let (method, path) = (action.method.as_str(), &action.path);
+    match err {
+        matchit::InsertError::Conflict { with } => {
+            let theirs = with
+                .split('/')
+                .map(|seg| match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    Some(param) => format!(":{param}"),
+                    None => seg.to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join("/");
+            let other = d.actions.iter().find(|a| a.method == action.method && a.path == theirs);
+            match other {
+                Some(other) if other.path == *path => format!(
+                    "action {:?}: {method} {path} is also the route of action {:?}",
+                    action.name, other.name
+                ),
+                Some(other) => format!(
+                    "action {:?}: {method} {path} conflicts with action {:?} ({method} {theirs}): \
+                     a parameter and another parameter at the same place must have the same name",
+                    action.name, other.name
+                ),
+                None => format!("action {:?}: {method} {path} conflicts with {method} {theirs}", action.name),
+            }
+        }
+        other => format!("action {:?}: path {path:?}: {other}", action.name),
+    }
+}
+
 /// Check a descriptor and build its routing tables: relative paths, and user views.
 fn validate(d: &wit::Descriptor) -> Result<(Routes, Routes), LoadError> {
     let invalid = |m: String| Err(LoadError::InvalidDescriptor(m));
@@ -485,6 +517,12 @@ fn validate(d: &wit::Descriptor) -> Result<(Routes, Routes), LoadError> {
         if !action.path.starts_with('/') {
             return invalid(format!("action {:?}: path {:?} must start with '/'", action.name, action.path));
         }
+        if action.path.contains(['{', '}', '*']) {
+            return invalid(format!(
+                "action {:?}: path {:?}: a segment is literal text or a parameter written :name",
+                action.name, action.path
+            ));
+        }
         // `/:id/clone` → `/{id}/clone`, matchit's syntax.
         let pattern = action
             .path
@@ -506,7 +544,7 @@ fn validate(d: &wit::Descriptor) -> Result<(Routes, Routes), LoadError> {
             .entry(method_key(action.method))
             .or_default()
             .insert(pattern, i)
-            .map_err(|e| LoadError::InvalidDescriptor(format!("action {:?}: {e}", action.name)))?;
+            .map_err(|e| LoadError::InvalidDescriptor(route_error(d, action, e)))?;
     }
     for event in &d.socket_events {
         if event.is_empty() || event.len() > 64 || !event.is_ascii() {
@@ -550,4 +588,58 @@ fn spawn_epoch_ticker(engine: &Engine) {
             }
         })
         .expect("spawning the epoch thread");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn descriptor(actions: &[(&str, wit::Method, &str)]) -> wit::Descriptor {
+        wit::Descriptor {
+            name: "bookmark".into(),
+            record_type: "BOOKMARK".into(),
+            collection: "bookmarks".into(),
+            version: "0.1.0".into(),
+            actions: actions
+                .iter()
+                .map(|&(name, method, path)| wit::Action {
+                    name: name.into(),
+                    method,
+                    path: path.into(),
+                    access: wit::Access::SignedIn,
+                })
+                .collect(),
+            socket_events: Vec::new(),
+            grants: wit::Grants { read: Vec::new(), write: Vec::new() },
+            indexes: Vec::new(),
+        }
+    }
+
+    fn refusal(actions: &[(&str, wit::Method, &str)]) -> String {
+        match validate(&descriptor(actions)) {
+            Err(LoadError::InvalidDescriptor(message)) => message,
+            Err(other) => panic!("unexpected error {other}"),
+            Ok(_) => panic!("{actions:?} was accepted"),
+        }
+    }
+
+    #[test]
+    fn route_conflicts_speak_the_authors_syntax() {
+        use wit::Method::{Get, Put};
+        assert_eq!(
+            refusal(&[("find", Get, "/:id"), ("byName", Get, "/:name")]),
+            "action \"byName\": GET /:name conflicts with action \"find\" (GET /:id): \
+             a parameter and another parameter at the same place must have the same name"
+        );
+        assert_eq!(
+            refusal(&[("find", Get, "/:id"), ("again", Get, "/:id")]),
+            "action \"again\": GET /:id is also the route of action \"find\""
+        );
+        assert_eq!(
+            refusal(&[("odd", Put, "/{id}")]),
+            "action \"odd\": path \"/{id}\": a segment is literal text or a parameter written :name"
+        );
+        // The same path under two methods, and literal segments beside parameters, are fine.
+        assert!(validate(&descriptor(&[("find", Get, "/:id"), ("update", Put, "/:id"), ("mine", Get, "/mine")])).is_ok());
+    }
 }
