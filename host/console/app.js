@@ -9,6 +9,10 @@ const API = '/api/v1';
 const NOTIFICATION_CAP = 500;
 /** The sockets view refreshes this often while it is shown. */
 const SOCKETS_REFRESH_MS = 3_000;
+/** A handshake refused to a signed-in user is tried again after this long. */
+const RETRY_MS = 5_000;
+/** A collection view shows at most this many of the records its list answers. */
+const MAX_ROWS = 2_000;
 /** Record fields shown in the "Name" column, the first one a record has. */
 const LABEL_FIELDS = ['name', 'title', 'email', 'description'];
 /** Fields with a column of their own, left out of a record's "Fields" JSON. */
@@ -289,6 +293,7 @@ function connectSocket() {
     setLive('No Socket.IO client', 'bad');
     return;
   }
+  setLive('Connecting…', 'warn');
   // One connection for every view; on a reconnect it asks for what it missed.
   const socket = window.io({
     auth: (send) => send(state.lastOffset === undefined ? {} : { offset: state.lastOffset }),
@@ -306,13 +311,13 @@ function connectSocket() {
   });
   socket.on('connect_error', (err) => {
     if (socket !== state.socket) return;
-    if (err.message === 'unauthorized') checkSession(socket);
+    if (err.message === 'unauthorized') checkSession(socket, 'unauthorized');
     else setLive('Reconnecting…', 'warn');
   });
   socket.onAny((event, payload) => received(event, payload));
 }
 
-async function checkSession(socket) {
+async function checkSession(socket, reason) {
   try {
     const user = await api('GET', '/user');
     if (socket !== state.socket) return;
@@ -321,6 +326,10 @@ async function checkSession(socket) {
       socket.disconnect();
       closeView();
       await signedIn(user);
+    } else if (reason === 'unauthorized') {
+      // Signed in, yet the handshake was refused: try again in a while, not in a loop.
+      setLive('Refused: unauthorized', 'bad');
+      setTimeout(() => socket === state.socket && socket.connect(), RETRY_MS);
     } else {
       socket.connect();
     }
@@ -436,7 +445,12 @@ function closeView() {
 
 function route() {
   const all = views();
-  let name = decodeURIComponent(location.hash.replace(/^#\/?/, ''));
+  let name = location.hash.replace(/^#\/?/, '');
+  try {
+    name = decodeURIComponent(name);
+  } catch {
+    // not percent-encoded: taken as it is
+  }
   if (!name) {
     name = all[0].name;
     history.replaceState(null, '', `#/${encodeURIComponent(name)}`);
@@ -446,7 +460,7 @@ function route() {
   main.replaceChildren();
   const view = all.find((v) => v.name === name);
   if (!view) {
-    main.append(heading('Not found'), h('p', {}, `There is no view “${name}” for you here. Pick one above.`));
+    main.append(heading('Not found'), h('p', {}, `There is no view “${name}” for you here. Pick one from the navigation.`));
     state.view = { name };
   } else {
     state.view = { name, ...(view.open(main) ?? {}) };
@@ -515,17 +529,27 @@ function collectionView(main, c) {
     showCount();
   };
   msg.status('Loading…');
+  let failed = false;
   api('GET', `/${c.collection}`)
     .then((records) => {
       if (!Array.isArray(records)) throw new Error('the answer is not a list');
-      for (const record of records) put(record);
+      for (const record of records.slice(0, MAX_ROWS)) put(record);
+      if (records.length > MAX_ROWS) {
+        main.querySelector('.hint').append(` The list has ${records.length} records; the first ${MAX_ROWS} are shown.`);
+      }
       for (const [event, payload] of pending) apply(event, payload);
       pending = null;
       showCount();
     })
-    .catch((err) => msg.error(`Could not load ${c.collection}: ${err.message}`));
+    .catch((err) => {
+      failed = true;
+      pending = null;
+      msg.status('');
+      msg.error(`Could not load ${c.collection}: ${err.message}`);
+    });
   return {
     onEvent(event, payload) {
+      if (failed) return;
       if (pending) pending.push([event, payload]);
       else apply(event, payload);
     },
@@ -596,7 +620,7 @@ function limitsCell(limits) {
     {
       title:
         `A call may run ${limits.timeoutMs} ms, use ${bytes(limits.memoryBytes)} of memory and read ` +
-        `${bytes(limits.readBytes)}; after ${limits.isolateAfter} faults in a row the plugin is isolated for ${coolDown}.`,
+        `${bytes(limits.readBytes)}; after ${limits.isolateAfter} faults the plugin is isolated for ${coolDown}.`,
     },
     `${limits.timeoutMs} ms · ${bytes(limits.memoryBytes)} · ${bytes(limits.readBytes)} read`,
     h('br'),
@@ -817,11 +841,11 @@ function apiView(main) {
       }
     }
     const descriptions = new Map((doc.tags ?? []).map((t) => [t.name, t.description]));
-    const sections = [...byTag].filter(([, ops]) => ops.length).map(([tag, ops]) =>
+    const sections = [...byTag].filter(([, ops]) => ops.length).map(([tag, ops], i) =>
       h(
         'section',
-        { class: 'api-tag', 'aria-labelledby': `tag-${tag}` },
-        h('h3', { id: `tag-${tag}` }, tag),
+        { class: 'api-tag', 'aria-labelledby': `tag-${i}` },
+        h('h3', { id: `tag-${i}` }, tag),
         descriptions.get(tag) ? h('p', { class: 'hint' }, descriptions.get(tag)) : '',
         table(
           `${tag} operations`,

@@ -16,6 +16,7 @@ import {
   api,
   assertStatus,
   createUser,
+  login,
   postDepartment,
   testGuest,
   useServer,
@@ -323,6 +324,24 @@ ctx.test('a USER signs in and sees no Plugins or Sockets, and the console asks f
     await page.getByRole('region', { name: 'departments operations' }).waitFor();
     const admin = seen.urls.filter((url) => new URL(url).pathname.startsWith('/api/v1/admin'));
     assert.deepEqual(admin, [], 'no ADMIN route requested');
+    assertClean(seen, ['401 GET /api/v1/user']);
+  } finally {
+    await context.close();
+  }
+});
+
+ctx.test('a session ended elsewhere brings back the sign-in form, with the server\'s message', async () => {
+  const session = await login(ctx.base, ADMIN_EMAIL, ADMIN_PASSWORD);
+  const { context, page, seen } = await openConsole({ hash: '#/notifications', cookie: session.cookie });
+  try {
+    await live(page);
+    const out = await api(ctx.base, 'POST', '/api/v1/logout', { cookie: session.cookie });
+    assertStatus(out, 204, 'logout over HTTP');
+    // The server closes the session's sockets; the console asks, learns, and says so.
+    await page.getByLabel('Email').waitFor({ timeout: LIVE_MS });
+    const unauthorized = await api(ctx.base, 'GET', '/api/v1/user', { cookie: session.cookie });
+    assert.equal(await page.locator('#sign-in [role="alert"]').textContent(), `Signed out: ${unauthorized.body.error}`);
+    assert.equal(await page.getByRole('navigation', { name: 'Views' }).isVisible(), false);
     assertClean(seen, ['401 GET /api/v1/user']);
   } finally {
     await context.close();
