@@ -4,6 +4,7 @@
 //! Entry points: [`Server::start`] (what `tidings serve` and the tests run) and [`app`] (the
 //! router, for in-process tests). See ARCHITECTURE.md for the map of the modules.
 
+pub mod authoring;
 pub mod client;
 pub mod clock;
 pub mod config;

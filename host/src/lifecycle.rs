@@ -237,7 +237,11 @@ fn wasm_stamps(dir: &Path) -> HashMap<PathBuf, (SystemTime, u64)> {
 
 /// A new version must serve the same record type and collection, and may not widen its
 /// grants unless the operator approves.
-fn check_replacement(running: &LoadedPlugin, new: &LoadedPlugin, approve_grants: bool) -> Result<(), InstallError> {
+pub(crate) fn check_replacement(
+    running: &LoadedPlugin,
+    new: &LoadedPlugin,
+    approve_grants: bool,
+) -> Result<(), InstallError> {
     let (old, d) = (&running.descriptor, &new.descriptor);
     if (&old.record_type, &old.collection) != (&d.record_type, &d.collection) {
         return Err(InstallError::Refused(format!(

@@ -1,4 +1,5 @@
-//! The `tidings` command: `serve` runs the server; `user add` creates a user.
+//! The `tidings` command: `serve` runs the server; `user add` creates a user; `plugin`
+//! manages a running server's plugins and checks a component offline.
 
 use std::io::Read;
 
@@ -59,6 +60,14 @@ enum PluginCommand {
     List,
     /// Serve a plugin's previous version again.
     Rollback { name: String },
+    /// Make every check an install makes, offline (no server, no sign-in), and show the
+    /// plugin as a server would serve it. Exits 1 with the reason if an install would refuse it.
+    Check {
+        file: std::path::PathBuf,
+        /// Check it as a server started with --no-bundled-plugins would.
+        #[arg(long)]
+        no_bundled_plugins: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -133,6 +142,9 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn plugin_command(server: &str, command: PluginCommand) -> anyhow::Result<()> {
+    if let PluginCommand::Check { file, no_bundled_plugins } = command {
+        return check_plugin(&file, no_bundled_plugins).await;
+    }
     let var = |names: [&str; 2]| names.iter().find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()));
     let email = var(["TIDINGS_EMAIL", "TIDINGS_ADMIN_EMAIL"]).context("set TIDINGS_EMAIL (an ADMIN's e-mail)")?;
     let password = var(["TIDINGS_PASSWORD", "TIDINGS_ADMIN_PASSWORD"]).context("set TIDINGS_PASSWORD")?;
@@ -150,9 +162,25 @@ async fn plugin_command(server: &str, command: PluginCommand) -> anyhow::Result<
         }
         PluginCommand::List => client.list().await?,
         PluginCommand::Rollback { name } => client.rollback(&name).await?,
+        PluginCommand::Check { .. } => unreachable!("checked before signing in"),
     };
     println!("{}", serde_json::to_string_pretty(&answer)?);
     Ok(())
+}
+
+async fn check_plugin(file: &std::path::Path, no_bundled_plugins: bool) -> anyhow::Result<()> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let bundled = if no_bundled_plugins { &[][..] } else { host::bundled::PLUGINS };
+    match host::authoring::check(bytes, bundled).await {
+        Ok(checked) => {
+            println!("{}", checked.report());
+            Ok(())
+        }
+        Err(refusal) => {
+            eprintln!("{}: an install would refuse it: {refusal}", file.display());
+            std::process::exit(1);
+        }
+    }
 }
 
 async fn shutdown_signal() {

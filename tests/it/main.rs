@@ -2,6 +2,7 @@
 //! server on `127.0.0.1:0`, once on SQLite and once on PostgreSQL.
 
 mod auth;
+mod authoring;
 mod event_groups;
 mod events;
 mod jobs;
