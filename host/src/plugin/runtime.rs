@@ -462,10 +462,9 @@ fn route_error(d: &wit::Descriptor, action: &wit::Action, err: matchit::InsertEr
                 .join("/");
             let other = d.actions.iter().find(|a| a.method == action.method && a.path == theirs);
             match other {
-                Some(other) if other.path == *path => format!(
-                    "action {:?}: {method} {path} is also the route of action {:?}",
-                    action.name, other.name
-                ),
+                Some(other) if other.path == *path => {
+                    format!("action {:?}: {method} {path} is also the route of action {:?}", action.name, other.name)
+                }
                 Some(other) => format!(
                     "action {:?}: {method} {path} conflicts with action {:?} ({method} {theirs}): \
                      a parameter and another parameter at the same place must have the same name",
@@ -640,6 +639,8 @@ mod tests {
             "action \"odd\": path \"/{id}\": a segment is literal text or a parameter written :name"
         );
         // The same path under two methods, and literal segments beside parameters, are fine.
-        assert!(validate(&descriptor(&[("find", Get, "/:id"), ("update", Put, "/:id"), ("mine", Get, "/mine")])).is_ok());
+        assert!(
+            validate(&descriptor(&[("find", Get, "/:id"), ("update", Put, "/:id"), ("mine", Get, "/mine")])).is_ok()
+        );
     }
 }
