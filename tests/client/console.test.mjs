@@ -7,6 +7,8 @@ import { after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { chromium } from 'playwright-core';
 import {
   ADMIN_EMAIL,
@@ -25,8 +27,8 @@ import {
 
 const CHROMIUM = process.env.TIDINGS_CHROMIUM || '/usr/bin/chromium';
 /** How long the page may take to show something (a live row is held to DELIVERY_MS + render). */
-const UI_MS = 5_000;
-const LIVE_MS = DELIVERY_MS + 1_000;
+const UI_MS = 10_000;
+const LIVE_MS = DELIVERY_MS + 2_000;
 
 const ctx = useServer();
 let browser;
@@ -73,6 +75,27 @@ async function openConsole({ hash = '', cookie, viewport } = {}) {
 }
 
 /**
+ * Runs `fn(page, seen, context)` on a fresh console (see `openConsole`) and closes it. On a
+ * failure the message gets the page's address, console errors and HTTP errors, and a screenshot
+ * is saved to the temp dir.
+ */
+async function withConsole(options, fn) {
+  const { context, page, seen } = await openConsole(options);
+  try {
+    await fn(page, seen, context);
+  } catch (err) {
+    const shot = path.join(tmpdir(), `tidings-console-failure-${Date.now()}.png`);
+    await page.screenshot({ path: shot, fullPage: true }).catch(() => {});
+    err.message +=
+      `\n--- page ${page.url()} (screenshot ${shot})\nconsole errors: ${JSON.stringify(seen.errors)}` +
+      `\nHTTP errors: ${JSON.stringify(seen.failures)}`;
+    throw err;
+  } finally {
+    await context.close();
+  }
+}
+
+/**
  * Asserts the page asked nothing of another host, answered exactly `expectedFailures` with an
  * HTTP error, and logged no console error besides Chromium's own "Failed to load resource" line
  * for each of those responses.
@@ -112,8 +135,7 @@ const live = (page) => page.locator('#live[data-tone="ok"]').waitFor();
 const navLinks = (page) => page.getByRole('navigation', { name: 'Views' }).getByRole('link').allTextContents();
 
 ctx.test('the admin signs in through the form and reaches every view from the navigation', async () => {
-  const { context, page, seen } = await openConsole();
-  try {
+  await withConsole({}, async (page, seen) => {
     await signIn(page, ADMIN_EMAIL, ADMIN_PASSWORD);
     await page.getByRole('button', { name: 'Sign out' }).waitFor();
     await live(page);
@@ -138,15 +160,12 @@ ctx.test('the admin signs in through the form and reaches every view from the na
     await page.getByLabel('Email').waitFor();
     assert.equal(await page.getByRole('navigation', { name: 'Views' }).isVisible(), false);
     assertClean(seen, ['401 GET /api/v1/user']);
-  } finally {
-    await context.close();
-  }
+  });
 });
 
 ctx.test('a department created and deleted over HTTP appears and disappears without a reload; the notifications show their offsets', async () => {
   const listener = await ctx.connect({ cookie: ctx.admin.cookie });
-  const { context, page, seen } = await openConsole({ hash: '#/departments', cookie: ctx.admin.cookie });
-  try {
+  await withConsole({ hash: '#/departments', cookie: ctx.admin.cookie }, async (page, seen) => {
     await page.getByRole('heading', { level: 2, name: /^departments/ }).waitFor();
     await live(page);
     await page.locator('.count', { hasText: /^\(\d+\)$/ }).waitFor(); // the list has loaded
@@ -185,9 +204,7 @@ ctx.test('a department created and deleted over HTTP appears and disappears with
       .filter(Boolean);
     assert.ok(offsets.indexOf(removed.offset) < offsets.indexOf(added.offset), `newest first: ${offsets}`);
     assertClean(seen);
-  } finally {
-    await context.close();
-  }
+  });
 });
 
 ctx.test('the plugins view shows each plugin with its version, sha256, limits and counters, and the server\'s refusal of a bad component', async () => {
@@ -205,8 +222,7 @@ ctx.test('the plugins view shows each plugin with its version, sha256, limits an
   assert.equal(refused.status, 422);
   const refusal = (await refused.json()).error;
 
-  const { context, page, seen } = await openConsole({ hash: '#/plugins', cookie: ctx.admin.cookie });
-  try {
+  await withConsole({ hash: '#/plugins', cookie: ctx.admin.cookie }, async (page, seen) => {
     const row = page.locator('tr[data-plugin="department"]');
     await row.waitFor();
     const text = await row.textContent();
@@ -224,9 +240,7 @@ ctx.test('the plugins view shows each plugin with its version, sha256, limits an
     await page.locator('form.install [role="alert"]', { hasText: refusal }).waitFor();
     assert.equal(await page.locator('form.install [role="alert"]').textContent(), refusal);
     assertClean(seen, ['422 PUT /api/v1/admin/plugins/department']);
-  } finally {
-    await context.close();
-  }
+  });
 });
 
 ctx.test('an admin installs a plugin, is refused wider grants until they are approved, and rolls back, all from the plugins view', async () => {
@@ -237,8 +251,7 @@ ctx.test('an admin installs a plugin, is refused wider grants until they are app
   const refusal = widerRefused.body.error;
   assert.match(refusal, /grants/);
 
-  const { context, page, seen } = await openConsole({ hash: '#/plugins', cookie: ctx.admin.cookie });
-  try {
+  await withConsole({ hash: '#/plugins', cookie: ctx.admin.cookie }, async (page, seen) => {
     const row = page.locator('tr[data-plugin="swap"]');
     const install = async (file, { approve = false } = {}) => {
       await page.getByLabel('Component (.wasm)').setInputFiles(testGuest(file));
@@ -268,14 +281,11 @@ ctx.test('an admin installs a plugin, is refused wider grants until they are app
     // The swap's routes reached the navigation without a reload (PLUGIN_CHANGED, then openapi.json).
     assert.ok((await navLinks(page)).includes('swaps'), 'a "swaps" link');
     assertClean(seen, ['422 PUT /api/v1/admin/plugins/swap']);
-  } finally {
-    await context.close();
-  }
+  });
 });
 
 ctx.test('the sockets view lists the console\'s own socket and rooms; the API view renders openapi.json', async () => {
-  const { context, page, seen } = await openConsole({ hash: '#/sockets', cookie: ctx.admin.cookie });
-  try {
+  await withConsole({ hash: '#/sockets', cookie: ctx.admin.cookie }, async (page, seen) => {
     await live(page);
     const own = page.getByRole('row').filter({ hasText: 'this console' });
     await own.waitFor();
@@ -302,15 +312,12 @@ ctx.test('the sockets view lists the console\'s own socket and rooms; the API vi
     assert.match(await host.textContent(), /\/api\/v1\/auth\/login/);
     assert.match(await host.textContent(), /admin/);
     assertClean(seen);
-  } finally {
-    await context.close();
-  }
+  });
 });
 
 ctx.test('a USER signs in and sees no Plugins or Sockets, and the console asks for no ADMIN data', async () => {
   const user = await createUser(ctx.base, ctx.admin.cookie);
-  const { context, page, seen } = await openConsole({ hash: '#/plugins' });
-  try {
+  await withConsole({ hash: '#/plugins' }, async (page, seen) => {
     await signIn(page, user.email, user.password);
     await live(page);
     const links = await navLinks(page);
@@ -325,15 +332,12 @@ ctx.test('a USER signs in and sees no Plugins or Sockets, and the console asks f
     const admin = seen.urls.filter((url) => new URL(url).pathname.startsWith('/api/v1/admin'));
     assert.deepEqual(admin, [], 'no ADMIN route requested');
     assertClean(seen, ['401 GET /api/v1/user']);
-  } finally {
-    await context.close();
-  }
+  });
 });
 
 ctx.test('a session ended elsewhere brings back the sign-in form, with the server\'s message', async () => {
   const session = await login(ctx.base, ADMIN_EMAIL, ADMIN_PASSWORD);
-  const { context, page, seen } = await openConsole({ hash: '#/notifications', cookie: session.cookie });
-  try {
+  await withConsole({ hash: '#/notifications', cookie: session.cookie }, async (page, seen) => {
     await live(page);
     const out = await api(ctx.base, 'POST', '/api/v1/logout', { cookie: session.cookie });
     assertStatus(out, 204, 'logout over HTTP');
@@ -343,9 +347,7 @@ ctx.test('a session ended elsewhere brings back the sign-in form, with the serve
     assert.equal(await page.locator('#sign-in [role="alert"]').textContent(), `Signed out: ${unauthorized.body.error}`);
     assert.equal(await page.getByRole('navigation', { name: 'Views' }).isVisible(), false);
     assertClean(seen, ['401 GET /api/v1/user']);
-  } finally {
-    await context.close();
-  }
+  });
 });
 
 ctx.test('a wrong password shows the server\'s message', async () => {
@@ -353,8 +355,7 @@ ctx.test('a wrong password shows the server\'s message', async () => {
     body: { email: ADMIN_EMAIL, password: 'not the password' },
   });
   assertStatus(wrong, 401, 'a wrong password');
-  const { context, page, seen } = await openConsole();
-  try {
+  await withConsole({}, async (page, seen, context) => {
     await signIn(page, ADMIN_EMAIL, 'not the password');
     const alert = page.locator('#sign-in [role="alert"]');
     await alert.filter({ hasText: wrong.body.error }).waitFor();
@@ -366,18 +367,12 @@ ctx.test('a wrong password shows the server\'s message', async () => {
       'no session cookie',
     );
     assertClean(seen, ['401 GET /api/v1/user', '401 POST /api/v1/auth/login']);
-  } finally {
-    await context.close();
-  }
+  });
 });
 
 ctx.test('at phone width the page does not scroll sideways; wide tables scroll in their region', async () => {
-  const { context, page, seen } = await openConsole({
-    hash: '#/plugins',
-    cookie: ctx.admin.cookie,
-    viewport: { width: 390, height: 844 },
-  });
-  try {
+  const phone = { hash: '#/plugins', cookie: ctx.admin.cookie, viewport: { width: 390, height: 844 } };
+  await withConsole(phone, async (page, seen) => {
     await page.locator('tr[data-plugin="department"]').waitFor();
     const { page: pageWidth, viewport, region } = await page.evaluate(() => ({
       page: document.documentElement.scrollWidth,
@@ -388,7 +383,5 @@ ctx.test('at phone width the page does not scroll sideways; wide tables scroll i
     assert.ok(region, 'the plugins table scrolls inside its region');
     assert.equal(await page.getByRole('region', { name: 'Plugins' }).getAttribute('tabindex'), '0');
     assertClean(seen);
-  } finally {
-    await context.close();
-  }
+  });
 });
