@@ -17,6 +17,7 @@ pub mod pages;
 pub mod pipeline;
 pub mod plugin;
 pub mod realtime;
+pub mod scaffold;
 pub mod sessions;
 pub mod state;
 pub mod tasks;

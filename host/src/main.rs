@@ -60,6 +60,21 @@ enum PluginCommand {
     List,
     /// Serve a plugin's previous version again.
     Rollback { name: String },
+    /// Write a new plugin project: an owner-scoped collection NAME + "s" of records of type
+    /// NAME in upper case, ready to build.
+    New {
+        name: String,
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: host::scaffold::Lang,
+        /// Where to write it (default: ./NAME); must not exist or be empty.
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
+    /// Build a plugin project into a component; the last line printed is the `.wasm`'s path.
+    Build {
+        #[arg(default_value = ".")]
+        dir: std::path::PathBuf,
+    },
     /// Make every check an install makes, offline (no server, no sign-in), and show the
     /// plugin as a server would serve it. Exits 1 with the reason if an install would refuse it.
     Check {
@@ -142,8 +157,22 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn plugin_command(server: &str, command: PluginCommand) -> anyhow::Result<()> {
-    if let PluginCommand::Check { file, no_bundled_plugins } = command {
-        return check_plugin(&file, no_bundled_plugins).await;
+    // The author's commands work offline, without a server.
+    match command {
+        PluginCommand::Check { file, no_bundled_plugins } => return check_plugin(&file, no_bundled_plugins).await,
+        PluginCommand::New { name, lang, dir } => {
+            let dir = dir.unwrap_or_else(|| std::path::PathBuf::from(&name));
+            host::scaffold::new_project(&name, lang, &dir)?;
+            println!("wrote the {name} plugin project to {}", dir.display());
+            println!("next: tidings plugin build {}", dir.display());
+            return Ok(());
+        }
+        PluginCommand::Build { dir } => {
+            let wasm = tokio::task::spawn_blocking(move || host::scaffold::build(&dir)).await??;
+            println!("{}", wasm.display());
+            return Ok(());
+        }
+        _ => {}
     }
     let var = |names: [&str; 2]| names.iter().find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()));
     let email = var(["TIDINGS_EMAIL", "TIDINGS_ADMIN_EMAIL"]).context("set TIDINGS_EMAIL (an ADMIN's e-mail)")?;
@@ -162,7 +191,9 @@ async fn plugin_command(server: &str, command: PluginCommand) -> anyhow::Result<
         }
         PluginCommand::List => client.list().await?,
         PluginCommand::Rollback { name } => client.rollback(&name).await?,
-        PluginCommand::Check { .. } => unreachable!("checked before signing in"),
+        PluginCommand::Check { .. } | PluginCommand::New { .. } | PluginCommand::Build { .. } => {
+            unreachable!("answered before signing in")
+        }
     };
     println!("{}", serde_json::to_string_pretty(&answer)?);
     Ok(())

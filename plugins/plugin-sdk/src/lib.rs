@@ -37,6 +37,7 @@ pub mod bindings {
     });
 }
 
+pub mod owned;
 mod page;
 mod record;
 mod request;
@@ -48,6 +49,7 @@ pub use bindings::tidings::plugin::types::{
     Order, PluginError, Role, SocketRequest, StoreError, StoredRecord, Target, Task, TaskRequest, Upload, User,
     Value as FieldValue, Write,
 };
+pub use owned::Owned;
 pub use page::{PAGE_DATA_BYTES, Page};
 pub use record::{Query, Record, get, new_id};
 pub use request::{MAX_TEXT_CHARS, Request, field};
@@ -57,8 +59,8 @@ pub use serde_json::{Value, json};
 /// Everything a typical plugin uses: `use plugin_sdk::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Access, Comparison, Descriptor, FieldValue, Method, Notification, Page, Plugin, PluginError, Query, Record,
-        Request, Response, Result, SocketRequest, Target, TaskRequest, Value, ensure, get, json,
+        Access, Comparison, Descriptor, FieldValue, Method, Notification, Owned, Page, Plugin, PluginError, Query,
+        Record, Request, Response, Result, SocketRequest, Target, TaskRequest, Value, ensure, get, json,
     };
 }
 
