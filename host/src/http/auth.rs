@@ -59,7 +59,7 @@ pub async fn login(
         }
         Err(sessions::AuthError::Unauthorized) => {
             state.throttle.failed(&creds.email, address, Instant::now());
-            return Err(ApiError::Unauthorized);
+            return Err(ApiError::WrongCredentials);
         }
         Err(other) => return Err(other.into()),
     };

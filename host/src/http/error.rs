@@ -16,6 +16,9 @@ pub enum ApiError {
     BadRequest(String),
     #[error("not signed in")]
     Unauthorized,
+    /// A sign-in that failed; which part was wrong is not said.
+    #[error("wrong e-mail or password")]
+    WrongCredentials,
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -49,7 +52,7 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::WrongCredentials => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
