@@ -91,12 +91,10 @@ pub fn start(db: Db, notifier: Notifier, manager: PluginManager) -> Option<JoinH
             tokio::spawn(async move { resync.resync().await });
             loop {
                 match listener.try_recv().await {
-                    Ok(Some(heard)) if heard.channel() == db::cluster::LOG_CHANNEL => {
-                        match heard.payload().parse() {
-                            Ok(seq) => notifier.log_grew(seq),
-                            Err(_) => notifier.committed_to_log(),
-                        }
-                    }
+                    Ok(Some(heard)) if heard.channel() == db::cluster::LOG_CHANNEL => match heard.payload().parse() {
+                        Ok(seq) => notifier.log_grew(seq),
+                        Err(_) => notifier.committed_to_log(),
+                    },
                     Ok(Some(heard)) => match serde_json::from_str::<Message>(heard.payload()) {
                         Ok(message) if *message.node == *db.node => {}
                         Ok(message) => drop(commands.send(message.command)),

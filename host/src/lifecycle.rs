@@ -20,8 +20,8 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use crate::cluster::Command;
 use crate::clock::{Clock, iso};
+use crate::cluster::Command;
 use crate::db::{self, Db};
 use crate::notifications::Notifier;
 use crate::plugin::{LoadError, LoadedPlugin, Registry, Runtime};
@@ -154,7 +154,8 @@ impl PluginManager {
         };
         let mut tx = self.db.begin_write().await?;
         db::plugins::activate(&mut tx, &version, &encoded).await?;
-        let change = Command::ServePlugin { name: name.clone(), sha256: plugin.sha256.clone(), change: "installed".into() };
+        let change =
+            Command::ServePlugin { name: name.clone(), sha256: plugin.sha256.clone(), change: "installed".into() };
         change.send(&self.db, &mut tx).await?;
         tx.commit().await.map_err(db::Error::from)?;
         plugin.installed_by = installed_by.to_owned();
@@ -174,8 +175,11 @@ impl PluginManager {
         // (on every node, which each have the bundled version).
         let mut tx = self.db.begin_write().await?;
         db::plugins::swap_previous(&mut *tx, name).await?;
-        let change =
-            Command::ServePlugin { name: name.to_owned(), sha256: previous.sha256.clone(), change: "rolled-back".into() };
+        let change = Command::ServePlugin {
+            name: name.to_owned(),
+            sha256: previous.sha256.clone(),
+            change: "rolled-back".into(),
+        };
         change.send(&self.db, &mut tx).await?;
         tx.commit().await.map_err(db::Error::from)?;
         let serving = self.registry.rollback(name).ok_or_else(|| InstallError::NoPrevious(name.to_owned()))?;
@@ -196,7 +200,13 @@ impl PluginManager {
         if self.registry.previous(name).is_some_and(|p| p.sha256 == sha256)
             && let Some(serving) = self.registry.rollback(name)
         {
-            tracing::info!(plugin = name, version = serving.descriptor.version, sha256, change, "serving, as another node does");
+            tracing::info!(
+                plugin = name,
+                version = serving.descriptor.version,
+                sha256,
+                change,
+                "serving, as another node does"
+            );
             self.announce(&serving, change).await;
             return;
         }
@@ -212,7 +222,12 @@ impl PluginManager {
                 }
             }
             Ok(None) => tracing::error!(plugin = name, sha256, "another node serves a version this node cannot find"),
-            Err(err) => tracing::error!(plugin = name, sha256, err = format!("{err:#}"), "loading a version another node serves failed"),
+            Err(err) => tracing::error!(
+                plugin = name,
+                sha256,
+                err = format!("{err:#}"),
+                "loading a version another node serves failed"
+            ),
         }
     }
 
@@ -231,9 +246,11 @@ impl PluginManager {
     /// The bundled plugin `name` (with the content `sha256`, if given), loaded.
     async fn load_bundled(&self, name: &str, sha256: Option<&str>) -> anyhow::Result<Option<LoadedPlugin>> {
         use sha2::Digest as _;
-        let Some((_, bytes)) = self.bundled.iter().find(|(n, bytes)| {
-            *n == name && sha256.is_none_or(|sha| hex::encode(sha2::Sha256::digest(bytes)) == sha)
-        }) else {
+        let Some((_, bytes)) = self
+            .bundled
+            .iter()
+            .find(|(n, bytes)| *n == name && sha256.is_none_or(|sha| hex::encode(sha2::Sha256::digest(bytes)) == sha))
+        else {
             return Ok(None);
         };
         let mut plugin = self.runtime.load(bytes.to_vec()).await?;

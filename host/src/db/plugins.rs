@@ -104,11 +104,13 @@ pub async fn component<'c>(db: impl AnyExecutor<'c>, id: &str) -> Result<Option<
 
 /// The id of the stored version of `name` with the content `sha256`, if any.
 pub async fn by_sha256<'c>(db: impl AnyExecutor<'c>, name: &str, sha256: &str) -> Result<Option<String>> {
-    Ok(sqlx::query_scalar("SELECT id FROM plugin_versions WHERE name = $1 AND sha256 = $2 ORDER BY installed_at LIMIT 1")
-        .bind(name)
-        .bind(sha256)
-        .fetch_optional(db)
-        .await?)
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM plugin_versions WHERE name = $1 AND sha256 = $2 ORDER BY installed_at LIMIT 1",
+    )
+    .bind(name)
+    .bind(sha256)
+    .fetch_optional(db)
+    .await?)
 }
 
 /// Each stored plugin's name and the content hash of its active version.
