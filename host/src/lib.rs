@@ -7,6 +7,7 @@
 pub mod authoring;
 pub mod client;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod db;
 pub mod dispatch;
@@ -121,10 +122,18 @@ impl Server {
             .context("starting the notification emitter")?;
         let admin_stats = realtime::register(&io, notifier.seater(), admin_events);
         let mut background = vec![emitter.start(), admin_stats];
-        let manager =
-            PluginManager::new(db.clone(), clock.clone(), Arc::clone(&runtime), Arc::clone(&plugins), notifier.clone());
         let bundled = if config.bundled_plugins { bundled::PLUGINS } else { &[] };
-        manager.load_at_start(bundled, config.plugin_dir.as_deref()).await.context("loading the plugins")?;
+        let manager = PluginManager::new(
+            db.clone(),
+            clock.clone(),
+            Arc::clone(&runtime),
+            Arc::clone(&plugins),
+            notifier.clone(),
+            bundled,
+        );
+        manager.load_at_start(config.plugin_dir.as_deref()).await.context("loading the plugins")?;
+        // Other nodes on the same PostgreSQL database: hear what they change.
+        background.extend(cluster::start(db.clone(), notifier.clone(), manager.clone()));
         if let Some(dir) = &config.plugin_dir {
             background.push(manager.watch(dir.clone()));
         }

@@ -5,6 +5,11 @@
 //! pre-instantiates, describes and checks the component while the running version keeps
 //! serving; phase 2 records it in the database and swaps it into the registry atomically.
 //! Every change is logged and announced to the `admin` room as `PLUGIN_CHANGED`.
+//!
+//! Nodes sharing a PostgreSQL database serve the same versions: an install or rollback sends
+//! `cluster::Command::ServePlugin` in the transaction that records it, and every other node
+//! [`PluginManager::follow`]s, loading that version from the database (its own cache) and
+//! announcing it to its own admins.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -16,6 +21,7 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use crate::clock::{Clock, iso};
+use crate::cluster::Command;
 use crate::db::{self, Db};
 use crate::notifications::Notifier;
 use crate::plugin::{LoadError, LoadedPlugin, Registry, Runtime};
@@ -38,6 +44,9 @@ pub enum InstallError {
     Db(#[from] db::Error),
 }
 
+/// The plugins compiled into the binary: `(plugin name, component bytes)`.
+pub type Bundled = &'static [(&'static str, &'static [u8])];
+
 /// Installs, rolls back and reloads plugins. Cheap to clone.
 #[derive(Clone)]
 pub struct PluginManager {
@@ -46,35 +55,47 @@ pub struct PluginManager {
     runtime: Arc<Runtime>,
     registry: Arc<Registry>,
     notifier: Notifier,
+    bundled: Bundled,
     /// One change at a time, from any install path.
     changing: Arc<Mutex<()>>,
 }
 
 impl PluginManager {
-    pub fn new(db: Db, clock: Clock, runtime: Arc<Runtime>, registry: Arc<Registry>, notifier: Notifier) -> Self {
-        PluginManager { db, clock, runtime, registry, notifier, changing: Arc::default() }
+    pub fn new(
+        db: Db,
+        clock: Clock,
+        runtime: Arc<Runtime>,
+        registry: Arc<Registry>,
+        notifier: Notifier,
+        bundled: Bundled,
+    ) -> Self {
+        PluginManager { db, clock, runtime, registry, notifier, bundled, changing: Arc::default() }
     }
 
     /// Serve, at start: every plugin's active version from the database, then the bundled
     /// plugins the operator has not replaced, then the plugin directory (installed like any
     /// other version, so they survive restarts and can be rolled back).
-    pub async fn load_at_start(&self, bundled: &[(&str, &[u8])], plugin_dir: Option<&Path>) -> anyhow::Result<()> {
+    pub async fn load_at_start(&self, plugin_dir: Option<&Path>) -> anyhow::Result<()> {
         let mut installed = BTreeSet::new();
         for state in db::plugins::states(&self.db.pool).await? {
             let plugin = self.load_stored(&state.active_id).await?;
             installed.insert(plugin.descriptor.name.clone());
-            if let Some(previous_id) = &state.previous_id {
-                // Keep the previous version warm for a rollback, if it still loads.
-                match self.load_stored(previous_id).await {
-                    Ok(previous) => {
-                        self.registry.install(Arc::new(previous))?;
-                    }
-                    Err(err) => tracing::warn!(plugin = state.name, %err, "the previous version does not load"),
+            // Keep the previous version warm for a rollback, if it still loads: the stored
+            // one, or the bundled one that the first installed version replaced.
+            let previous = match &state.previous_id {
+                Some(previous_id) => Some(self.load_stored(previous_id).await),
+                None => self.load_bundled(&state.name, None).await.transpose(),
+            };
+            match previous {
+                Some(Ok(previous)) => {
+                    self.registry.install(Arc::new(previous))?;
                 }
+                Some(Err(err)) => tracing::warn!(plugin = state.name, %err, "the previous version does not load"),
+                None => {}
             }
             self.serve(plugin, "restored").await?;
         }
-        for (name, bytes) in bundled {
+        for (name, bytes) in self.bundled {
             if installed.contains(*name) {
                 tracing::info!(plugin = name, "serving the installed version instead of the bundled one");
                 continue;
@@ -133,6 +154,9 @@ impl PluginManager {
         };
         let mut tx = self.db.begin_write().await?;
         db::plugins::activate(&mut tx, &version, &encoded).await?;
+        let change =
+            Command::ServePlugin { name: name.clone(), sha256: plugin.sha256.clone(), change: "installed".into() };
+        change.send(&self.db, &mut tx).await?;
         tx.commit().await.map_err(db::Error::from)?;
         plugin.installed_by = installed_by.to_owned();
         self.serve(plugin, "installed").await.map_err(InstallError::Load)
@@ -144,15 +168,94 @@ impl PluginManager {
         if self.registry.active(name).is_none() {
             return Err(InstallError::UnknownPlugin(name.to_owned()));
         }
-        if self.registry.previous(name).is_none() {
+        let Some(previous) = self.registry.previous(name) else {
             return Err(InstallError::NoPrevious(name.to_owned()));
-        }
-        // Bundled versions are not in the database; a rollback to one is in memory only.
-        db::plugins::swap_previous(&self.db.pool, name).await?;
+        };
+        // Bundled versions are not in the database; a rollback to one is in memory only
+        // (on every node, which each have the bundled version).
+        let mut tx = self.db.begin_write().await?;
+        db::plugins::swap_previous(&mut *tx, name).await?;
+        let change = Command::ServePlugin {
+            name: name.to_owned(),
+            sha256: previous.sha256.clone(),
+            change: "rolled-back".into(),
+        };
+        change.send(&self.db, &mut tx).await?;
+        tx.commit().await.map_err(db::Error::from)?;
         let serving = self.registry.rollback(name).ok_or_else(|| InstallError::NoPrevious(name.to_owned()))?;
         tracing::info!(plugin = name, version = serving.descriptor.version, sha256 = serving.sha256, "rolled back");
         self.announce(&serving, "rolled-back").await;
         Ok(serving)
+    }
+
+    /// Serve the version `sha256` of `name` that another node started serving (`change`:
+    /// `installed`, `rolled-back`): the warm previous version if it is that one, else loaded
+    /// from the database (or the bundled plugins), and announce it to this node's admins.
+    /// Nothing when it serves already.
+    pub async fn follow(&self, name: &str, sha256: &str, change: &str) {
+        let _one_at_a_time = self.changing.lock().await;
+        if self.registry.active(name).is_some_and(|p| p.sha256 == sha256) {
+            return;
+        }
+        if self.registry.previous(name).is_some_and(|p| p.sha256 == sha256)
+            && let Some(serving) = self.registry.rollback(name)
+        {
+            tracing::info!(
+                plugin = name,
+                version = serving.descriptor.version,
+                sha256,
+                change,
+                "serving, as another node does"
+            );
+            self.announce(&serving, change).await;
+            return;
+        }
+        let loaded = match db::plugins::by_sha256(&self.db.pool, name, sha256).await {
+            Ok(Some(id)) => self.load_stored(&id).await.map(Some),
+            Ok(None) => self.load_bundled(name, Some(sha256)).await,
+            Err(err) => Err(err.into()),
+        };
+        match loaded {
+            Ok(Some(plugin)) => {
+                if let Err(err) = self.serve(plugin, change).await {
+                    tracing::error!(plugin = name, sha256, %err, "serving a version another node serves failed");
+                }
+            }
+            Ok(None) => tracing::error!(plugin = name, sha256, "another node serves a version this node cannot find"),
+            Err(err) => tracing::error!(
+                plugin = name,
+                sha256,
+                err = format!("{err:#}"),
+                "loading a version another node serves failed"
+            ),
+        }
+    }
+
+    /// Serve what the database says is active, for each stored plugin: after this node may
+    /// have missed a [`Command::ServePlugin`] (its listening connection was lost).
+    pub async fn resync(&self) {
+        let states = match db::plugins::active_versions(&self.db.pool).await {
+            Ok(states) => states,
+            Err(err) => return tracing::error!(%err, "reading the active plugin versions failed"),
+        };
+        for (name, sha256) in states {
+            self.follow(&name, &sha256, "restored").await;
+        }
+    }
+
+    /// The bundled plugin `name` (with the content `sha256`, if given), loaded.
+    async fn load_bundled(&self, name: &str, sha256: Option<&str>) -> anyhow::Result<Option<LoadedPlugin>> {
+        use sha2::Digest as _;
+        let Some((_, bytes)) = self
+            .bundled
+            .iter()
+            .find(|(n, bytes)| *n == name && sha256.is_none_or(|sha| hex::encode(sha2::Sha256::digest(bytes)) == sha))
+        else {
+            return Ok(None);
+        };
+        let mut plugin = self.runtime.load(bytes.to_vec()).await?;
+        plugin.installed_by = "bundled".into();
+        Ok(Some(plugin))
     }
 
     async fn load_stored(&self, id: &str) -> anyhow::Result<LoadedPlugin> {

@@ -7,9 +7,14 @@
 //! faulted, or the process stopped) leaves the task stored and is tried again; the attempt is
 //! counted before each run, so a crash counts too. The last attempt is a run with `failure`
 //! set, so that the plugin can record why the work did not happen (e.g. a job ends ERROR);
-//! if even that does not complete, the task is dropped and the failure logged. A run removes
-//! its task first, under the database's write lock, so servers sharing one database never
-//! complete a task twice.
+//! if even that does not complete, the task is dropped and the failure logged.
+//!
+//! Nodes sharing a PostgreSQL database run each task once: a node claims a task for a lease
+//! ([`LEASE`]) before counting the attempt and running it, and the others leave it alone until
+//! the lease ends; a node that dies mid-run thus leaves the task to another after the lease.
+//! A run also removes its task first, under the database's write lock, so even a run that
+//! outlasted its lease never completes a task twice. A server alone on SQLite drops the
+//! claims of its previous run at start and runs those tasks at once, as before.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +34,9 @@ pub const MAX_ATTEMPTS: i64 = 3;
 
 /// How often the runner looks for tasks without being woken.
 const TICK: Duration = Duration::from_secs(1);
+/// How long a claim on a task lasts: far longer than a run (a plugin call is bounded to
+/// seconds), short enough that a dead node's tasks are soon taken over.
+pub const LEASE: Duration = Duration::from_secs(30);
 
 /// Wakes the runner after a commit that stored tasks.
 #[derive(Clone, Default)]
@@ -52,8 +60,13 @@ impl TaskRunner {
     /// Run stored tasks until the server stops, starting with those a previous process left.
     pub fn start(self) -> JoinHandle<()> {
         tokio::spawn(async move {
+            if self.db.dialect == crate::db::Dialect::Sqlite
+                && let Err(err) = tasks::release_all(&self.db.pool).await
+            {
+                tracing::error!(%err, "releasing the claims of the previous run failed");
+            }
             loop {
-                match tasks::pending(&self.db.pool, 16).await {
+                match tasks::pending(&self.db.pool, 16, epoch_ms()).await {
                     Ok(pending) if !pending.is_empty() => {
                         let mut ran = false;
                         for task in pending {
@@ -78,8 +91,11 @@ impl TaskRunner {
         if self.plugins.active(&task.plugin).is_some_and(|plugin| plugin.available().is_err()) {
             return false;
         }
-        let attempt = match tasks::start_attempt(&self.db.pool, &task.id).await {
-            Ok(attempt) => attempt,
+        let now = epoch_ms();
+        let attempt = match tasks::claim(&self.db.pool, &task.id, now, now + LEASE.as_millis() as i64).await {
+            Ok(Some(attempt)) => attempt,
+            // Another node claimed it first.
+            Ok(None) => return false,
             Err(err) => {
                 tracing::error!(%err, task = task.id, "counting a task attempt failed");
                 tokio::time::sleep(TICK).await;
@@ -138,4 +154,10 @@ impl TaskRunner {
         // the database, the one that removes the task runs it, and the others find it gone.
         self.pipeline.apply(Work::Task { plugin, task_id: task.id.clone(), req }).await
     }
+}
+
+/// Wall-clock milliseconds since the Unix epoch: leases follow real time, not the settable
+/// host clock.
+fn epoch_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }

@@ -17,6 +17,7 @@ both_backends!(
     a_task_that_keeps_failing_ends_with_its_failure_recorded,
     a_task_waits_while_its_plugin_is_isolated,
     a_task_left_by_a_stopped_host_runs_after_the_restart,
+    a_claimed_task_is_left_to_its_node_until_the_lease_ends,
     a_plugin_serves_a_user_view_outside_its_collection,
     bad_uploads_are_refused_and_change_nothing,
     lists_in_pages_join_in_order,
@@ -241,6 +242,39 @@ async fn a_task_left_by_a_stopped_host_runs_after_the_restart(backend: Backend) 
     assert_eq!(batch["state"], "ERROR", "{batch}");
     assert_eq!(batch["log"], "attempt 4: the server stopped while the task was running");
     assert_eq!(stored_tasks(&host).await, 0);
+    host.stop().await;
+}
+
+/// Nodes sharing a database run a task once: a claim excludes the others until its lease ends,
+/// and then one other node (the first to claim) takes the task over, as from a dead node.
+async fn a_claimed_task_is_left_to_its_node_until_the_lease_ends(backend: Backend) {
+    use host::db::tasks;
+    let host = TestHost::start(backend).await;
+    let pool = &host.server.state.db.pool;
+    let now = chrono::Utc::now().timestamp_millis();
+    let lease = host::tasks::LEASE.as_millis() as i64;
+    // Claimed by another node a moment ago, so this host's runner leaves it alone.
+    sqlx::query(
+        "INSERT INTO tasks (id, plugin, name, input, attempts, last_error, created_at, claimed_until) \
+         VALUES ('claimed', 'work-batches', 'count', '{}', 1, NULL, '2026-01-01T00:00:00.000Z', $1)",
+    )
+    .bind(now + lease)
+    .execute(pool)
+    .await
+    .unwrap();
+    assert!(
+        tasks::pending(pool, 16, now).await.unwrap().iter().all(|t| t.id != "claimed"),
+        "not pending while claimed"
+    );
+    assert_eq!(tasks::claim(pool, "claimed", now, now + lease).await.unwrap(), None, "held by its node");
+    // The lease ended (its node died): the first node to claim it takes it, the next does not.
+    let later = now + lease + 1;
+    assert!(tasks::pending(pool, 16, later).await.unwrap().iter().any(|t| t.id == "claimed"));
+    let claims =
+        futures_util::future::join_all((0..4).map(|_| tasks::claim(pool, "claimed", later, later + lease))).await;
+    let won: Vec<_> = claims.into_iter().map(Result::unwrap).flatten().collect();
+    assert_eq!(won, vec![2], "one claim of four at once wins, counting the attempt");
+    sqlx::query("DELETE FROM tasks WHERE id = 'claimed'").execute(pool).await.unwrap();
     host.stop().await;
 }
 

@@ -4,6 +4,7 @@
 //! `records`, `notifications`) of free functions taking a connection or transaction. The
 //! SQL is portable except where [`Dialect`] says otherwise (JSON field access in `records`).
 
+pub mod cluster;
 pub mod notifications;
 pub mod plugins;
 pub mod records;
@@ -13,11 +14,12 @@ pub mod users;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
-use sqlx::{Any, AnyPool, Executor, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Transaction};
 
 /// The embedded migrations (`/migrations`), shared by both backends.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
@@ -73,6 +75,10 @@ pub struct Db {
     pub dialect: Dialect,
     /// The element-indexed array fields, by record type.
     pub elements: records::ElementFields,
+    /// This server's id among the nodes sharing the database (a fresh UUID per start).
+    pub node: Arc<str>,
+    /// The PostgreSQL URL, for the connection that listens to the other nodes.
+    listen_url: Option<String>,
 }
 
 impl Db {
@@ -127,13 +133,32 @@ impl Db {
                     .await?
             }
         };
-        MIGRATOR.run(&pool).await?;
-        let db = Db { pool, dialect, elements: records::ElementFields::default() };
-        records::ensure_id_index(&db).await?;
-        if dialect == Dialect::Postgres {
-            warn_unless_bytewise(&db.pool).await?;
+        let db = Db {
+            pool,
+            dialect,
+            elements: records::ElementFields::default(),
+            node: uuid::Uuid::new_v4().to_string().into(),
+            listen_url: (dialect == Dialect::Postgres).then_some(url),
+        };
+        match dialect {
+            Dialect::Sqlite => MIGRATOR.run(&db.pool).await?,
+            Dialect::Postgres => {
+                // Nodes started at the same moment take turns: the first migrates, the others
+                // find the schema current.
+                let mut conn = db.pool.acquire().await?.detach();
+                let prepared = under_start_lock(&mut conn).await;
+                // Closing the connection releases the lock whatever happened.
+                conn.close().await.ok();
+                prepared?;
+                warn_unless_bytewise(&db.pool).await?;
+            }
         }
         Ok(db)
+    }
+
+    /// The URL to listen to the other nodes on: PostgreSQL only (on SQLite a server is alone).
+    pub fn listen_url(&self) -> Option<&str> {
+        self.listen_url.as_deref()
     }
 
     /// Begin a transaction for a request that may write. Writers are serialized: on SQLite
@@ -165,6 +190,16 @@ impl Db {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+}
+
+/// Migrate and prepare the schema holding [`cluster::START_LOCK_KEY`] on `conn`.
+async fn under_start_lock(conn: &mut AnyConnection) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_lock($1)").bind(cluster::START_LOCK_KEY).execute(&mut *conn).await?;
+    MIGRATOR.run(&mut *conn).await?;
+    records::ensure_id_index(&mut *conn).await?;
+    cluster::install_log_trigger(conn).await?;
+    sqlx::query("SELECT pg_advisory_unlock($1)").bind(cluster::START_LOCK_KEY).execute(&mut *conn).await?;
+    Ok(())
 }
 
 /// Text inside records orders in the database's collation on PostgreSQL (jsonb takes no

@@ -58,31 +58,23 @@ pub async fn after<'c>(db: impl AnyExecutor<'c>, after: i64, limit: i64) -> Resu
     .await?)
 }
 
-/// A counter's value (`emitted_seq`, `pruned_seq`, `notification_seq`).
+/// A counter's value (`pruned_seq`, `notification_seq`).
 pub async fn counter<'c>(db: impl AnyExecutor<'c>, name: &str) -> Result<i64> {
     Ok(sqlx::query_scalar("SELECT value FROM counters WHERE name = $1").bind(name).fetch_one(db).await?)
 }
 
-/// Record that everything up to `seq` has been emitted.
-pub async fn set_emitted<'c>(db: impl AnyExecutor<'c>, seq: i64) -> Result<()> {
-    sqlx::query("UPDATE counters SET value = $1 WHERE name = 'emitted_seq' AND value < $1")
-        .bind(seq)
-        .execute(db)
-        .await?;
-    Ok(())
-}
-
 /// Remove entries beyond retention: all but the newest `keep` and those created before
-/// `older_than`, but never one that has not been emitted yet. Returns the highest offset
-/// pruned so far.
-pub async fn prune(conn: &mut AnyConnection, keep: i64, older_than: &str) -> Result<i64> {
+/// `older_than`, but never one that a live node (one that recorded its position in `nodes`
+/// at `live_since_ms` or later) has not emitted yet. Returns the highest offset pruned so far.
+pub async fn prune(conn: &mut AnyConnection, keep: i64, older_than: &str, live_since_ms: i64) -> Result<i64> {
     let cutoff: Option<i64> = sqlx::query_scalar(
         "SELECT MAX(seq) FROM notification_log \
          WHERE (seq <= (SELECT MAX(seq) FROM notification_log) - $1 OR created_at < $2) \
-           AND seq <= (SELECT value FROM counters WHERE name = 'emitted_seq')",
+           AND seq <= (SELECT COALESCE(MIN(emitted_seq), 0) FROM nodes WHERE seen_at >= $3)",
     )
     .bind(keep)
     .bind(older_than)
+    .bind(live_since_ms)
     .fetch_one(&mut *conn)
     .await?;
     if let Some(cutoff) = cutoff {

@@ -101,3 +101,23 @@ pub async fn component<'c>(db: impl AnyExecutor<'c>, id: &str) -> Result<Option<
     .await?;
     Ok(row.map(|r| (r.version, r.component)))
 }
+
+/// The id of the stored version of `name` with the content `sha256`, if any.
+pub async fn by_sha256<'c>(db: impl AnyExecutor<'c>, name: &str, sha256: &str) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM plugin_versions WHERE name = $1 AND sha256 = $2 ORDER BY installed_at LIMIT 1",
+    )
+    .bind(name)
+    .bind(sha256)
+    .fetch_optional(db)
+    .await?)
+}
+
+/// Each stored plugin's name and the content hash of its active version.
+pub async fn active_versions<'c>(db: impl AnyExecutor<'c>) -> Result<Vec<(String, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT s.name, v.sha256 FROM plugin_state s JOIN plugin_versions v ON v.id = s.active_id ORDER BY s.name",
+    )
+    .fetch_all(db)
+    .await?)
+}

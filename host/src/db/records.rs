@@ -346,24 +346,28 @@ pub async fn ensure_index(db: &Db, record_type: &str, field: &str, then_by: &[St
     }
     let fields = std::iter::once(field).chain(then_by.iter().map(String::as_str)).collect::<Vec<_>>().join("__");
     let name = index_name("records_ox_", record_type, &fields);
+    // Under the write lock, so that nodes loading the same plugin at once take turns
+    // (concurrent `CREATE INDEX IF NOT EXISTS` of one name can fail on PostgreSQL).
+    let mut tx = db.begin_write().await?;
     let existing: i64 = match db.dialect {
         Dialect::Sqlite => sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = $1"),
         Dialect::Postgres => sqlx::query_scalar("SELECT COUNT(*) FROM pg_class WHERE relkind = 'i' AND relname = $1"),
     }
     .bind(&name)
-    .fetch_one(&db.pool)
+    .fetch_one(&mut *tx)
     .await?;
     let sql = format!("CREATE INDEX IF NOT EXISTS {name} ON records (record_type, {keys}{})", id_key(db.dialect));
-    sqlx::query(AssertSqlSafe(sql)).execute(&db.pool).await?;
-    // A new index on stored records: its expressions need statistics (see `analyze`).
-    if existing == 0 {
-        analyze(db).await?;
-    }
+    sqlx::query(AssertSqlSafe(sql)).execute(&mut *tx).await?;
     // The index of this field before orders were bytewise with nulls first (same columns on
     // SQLite): it serves nothing now.
     if then_by.is_empty() {
         let before = index_name("records_ix_", record_type, field);
-        sqlx::query(AssertSqlSafe(format!("DROP INDEX IF EXISTS {before}"))).execute(&db.pool).await?;
+        sqlx::query(AssertSqlSafe(format!("DROP INDEX IF EXISTS {before}"))).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    // A new index on stored records: its expressions need statistics (see `analyze`).
+    if existing == 0 {
+        analyze(db).await?;
     }
     Ok(())
 }
@@ -379,13 +383,11 @@ pub async fn analyze(db: &Db) -> Result<()> {
 }
 
 /// On PostgreSQL, the index that serves the default order (`id` by bytes) and paging by `id`;
-/// the primary key's index has the database's collation. Nothing to do on SQLite.
-pub async fn ensure_id_index(db: &Db) -> Result<()> {
-    if db.dialect == Dialect::Postgres {
-        sqlx::query("CREATE INDEX IF NOT EXISTS records_id_bytes ON records (record_type, id COLLATE \"C\")")
-            .execute(&db.pool)
-            .await?;
-    }
+/// the primary key's index has the database's collation. PostgreSQL only, run at start.
+pub(super) async fn ensure_id_index(conn: &mut sqlx::AnyConnection) -> Result<()> {
+    sqlx::query("CREATE INDEX IF NOT EXISTS records_id_bytes ON records (record_type, id COLLATE \"C\")")
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

@@ -1,10 +1,11 @@
 //! The emitter task: emits committed notifications in offset order, seats sockets (with
 //! replay for resuming ones), records its position, and prunes the log.
 //!
-//! Entries reach it two ways. A committing request hands its entries over in memory right
-//! after its commit ([`Handoff`]), so they leave without a database read; the log is read
-//! only to fill a gap (an entry committed by a request that did not hand it over, or by
-//! another process), and every [`TICK`] regardless.
+//! Entries reach it two ways. A committing request of this node hands its entries over in
+//! memory right after its commit ([`Handoff`]), so they leave without a database read; the
+//! log is read to fill a gap (an entry committed by a request that did not hand it over), when
+//! another node says the log grew (`crate::cluster` hears it), and every [`TICK`] regardless,
+//! which covers a lost listening connection.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -18,8 +19,8 @@ use socketioxide::{SendError, SocketError, SocketIo};
 use tokio::sync::{Notify, mpsc};
 
 use crate::clock::{Clock, iso};
-use crate::db::Db;
 use crate::db::notifications::{self as log, LoggedNotification};
+use crate::db::{Db, cluster};
 use crate::notifications::{RECOVERY_EVENT, Retention, Seat, socket_room};
 
 /// How often the emitter reads the log without being asked to.
@@ -27,9 +28,13 @@ const TICK: Duration = Duration::from_millis(500);
 /// How long a gap in the handed-over entries may last before the log is read to fill it
 /// (the missing entry is usually a moment behind, handed over by a request still running).
 const GAP_WAIT: Duration = Duration::from_millis(2);
-/// How often the emitted position is written to the database (not every round: that write
-/// would compete with every request for the write lock).
+/// How often the emitted position is written to the database when it moved (not every round:
+/// that write would compete with every request for the write lock)…
 const RECORD_EVERY: Duration = Duration::from_secs(1);
+/// …and at least this often, as the node's sign of life.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+/// A node whose position is older than this is taken for dead: pruning no longer waits for it.
+const NODE_ALIVE: Duration = Duration::from_secs(60);
 /// How often the log is pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// Most log entries read per round.
@@ -96,7 +101,14 @@ impl Emitter {
         position: Arc<AtomicI64>,
         seats: mpsc::Receiver<Seat>,
     ) -> Result<Emitter, crate::db::Error> {
-        let last = log::counter(&db.pool, "emitted_seq").await?;
+        // A new node has no sockets yet: it starts at the log's head. (Clients of a stopped
+        // node resume by offset, here or on any other node.) On SQLite the server is alone,
+        // so whatever positions an earlier run recorded are stale.
+        let last = log::counter(&db.pool, "notification_seq").await?;
+        if db.dialect == crate::db::Dialect::Sqlite {
+            cluster::forget_nodes(&db.pool, i64::MAX).await?;
+        }
+        cluster::record_position(&db.pool, &db.node, last, epoch_ms()).await?;
         position.store(last, Ordering::Release);
         Ok(Emitter { io, db, clock, retention, last, position, handoff, seats })
     }
@@ -160,9 +172,9 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Record the emitter's position (at most once a [`RECORD_EVERY`]) and prune the log to the
-/// retention (once the emitter has caught up at start, then once a [`PRUNE_EVERY`]; never past
-/// the recorded position).
+/// Record this node's emitted position (at most once a [`RECORD_EVERY`], at least once a
+/// [`HEARTBEAT_EVERY`]) and prune the log to the retention (once the emitter has caught up at
+/// start, then once a [`PRUNE_EVERY`]; never past the position of a live node).
 async fn bookkeeping(
     db: Db,
     clock: Clock,
@@ -171,13 +183,13 @@ async fn bookkeeping(
     caught_up: tokio::sync::oneshot::Receiver<()>,
 ) {
     let _ = caught_up.await;
-    let mut recorded = i64::MIN;
+    let mut recorded = (i64::MIN, Instant::now());
     let mut last_prune: Option<Instant> = None;
     loop {
         let emitted = position.load(Ordering::Acquire);
-        if emitted != recorded {
-            match log::set_emitted(&db.pool, emitted).await {
-                Ok(()) => recorded = emitted,
+        if emitted != recorded.0 || recorded.1.elapsed() >= HEARTBEAT_EVERY {
+            match cluster::record_position(&db.pool, &db.node, emitted, epoch_ms()).await {
+                Ok(()) => recorded = (emitted, Instant::now()),
                 Err(err) => tracing::warn!(%err, "recording the emitted position failed"),
             }
         }
@@ -191,12 +203,22 @@ async fn bookkeeping(
     }
 }
 
+/// Prune under the write lock: nodes sharing the database prune one at a time, and the
+/// second finds nothing left to do.
 async fn prune(db: &Db, clock: &Clock, retention: Retention) -> Result<(), crate::db::Error> {
     let older_than = clock.now() - chrono::Duration::from_std(retention.max_age).unwrap_or(chrono::Duration::MAX);
+    let alive_since = epoch_ms() - NODE_ALIVE.as_millis() as i64;
     let mut tx = db.begin_write().await?;
-    log::prune(&mut tx, retention.max_entries, &iso(older_than)).await?;
+    cluster::forget_nodes(&mut *tx, alive_since).await?;
+    log::prune(&mut tx, retention.max_entries, &iso(older_than), alive_since).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// Wall-clock milliseconds since the Unix epoch: node liveness follows real time, not the
+/// settable host clock.
+fn epoch_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 impl Emitter {

@@ -1,13 +1,14 @@
 //! Emission of committed notifications to Socket.IO rooms. The only place that emits on
 //! behalf of domain code, and the one place that names rooms.
 //!
-//! The notification log is the source of truth. A single emitter task emits every entry in
-//! offset order: a committing request hands its entries over in memory, and the emitter
-//! reads the log only for what was not handed over. The same task seats new
+//! The notification log is the source of truth. A single emitter task per node emits every
+//! entry in offset order to the node's sockets: a committing request hands its entries over
+//! in memory, and the emitter reads the log for what was not handed over (entries committed
+//! through other nodes, which wake it through `crate::cluster`). The same task seats new
 //! sockets in their rooms and replays what a resuming socket missed, so a resumed socket
 //! gets every entry exactly once: those up to the emitter's position by replay, the rest live.
-//! It records how far it has emitted, so entries committed but not emitted before a crash
-//! are emitted after the restart, and it prunes the log to the configured retention.
+//! It records how far it has emitted, per node, and prunes the log to the configured
+//! retention, never past what a live node has emitted.
 
 mod emitter;
 
@@ -143,6 +144,13 @@ impl Notifier {
     /// operation that logs its own notification): it reads them from the log.
     pub fn committed_to_log(&self) {
         self.handoff.read_log();
+    }
+
+    /// The log grew up to `seq` (another node said so): read it unless that is emitted already.
+    pub fn log_grew(&self, seq: i64) {
+        if seq > self.position.load(Ordering::Acquire) {
+            self.handoff.read_log();
+        }
     }
 
     /// The handle that seats new sockets. It holds no Socket.IO handle, so the namespace's

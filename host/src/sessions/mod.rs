@@ -21,6 +21,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::clock::{Clock, iso};
+use crate::cluster::Command;
 use crate::db::{self, Db, sessions as db_sessions, users as db_users};
 
 /// The name of the session cookie.
@@ -127,6 +128,12 @@ fn default_role() -> Role {
 
 /// Create a user; checks the e-mail and password rules and hashes the password.
 pub async fn create_user(db: &Db, clock: &Clock, new: NewUser) -> Result<User, AuthError> {
+    let created = insert_user(db, clock, new, false).await?;
+    created.ok_or_else(|| AuthError::Conflict("a user exists".into()))
+}
+
+/// [`create_user`]; with `only_first`, nothing (`None`) once any user exists.
+async fn insert_user(db: &Db, clock: &Clock, new: NewUser, only_first: bool) -> Result<Option<User>, AuthError> {
     let email = new.email.trim();
     let valid_email = email.len() <= 254
         && email.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
@@ -144,6 +151,9 @@ pub async fn create_user(db: &Db, clock: &Clock, new: NewUser) -> Result<User, A
     let id = uuid::Uuid::new_v4().to_string();
     let now = iso(clock.now());
     let mut tx = db.begin_write().await?;
+    if only_first && db_users::count(&mut *tx).await? > 0 {
+        return Ok(None);
+    }
     let row = db_users::insert(
         &mut *tx,
         db_users::NewUser {
@@ -163,7 +173,7 @@ pub async fn create_user(db: &Db, clock: &Clock, new: NewUser) -> Result<User, A
     })?;
     db_users::mirror(&mut tx, &db.elements, &row, &now).await?;
     tx.commit().await.map_err(db::Error::from)?;
-    Ok(row.into())
+    Ok(Some(row.into()))
 }
 
 /// Check credentials and open a new session. Returns the user and the cookie token.
@@ -231,17 +241,25 @@ pub async fn set_role(
         exclude_socket,
     };
     crate::dispatch::append_notification(&mut tx, notification, &now).await?;
+    Command::SetAdmin { user: user.id.clone(), admin: role == Role::Admin }.send(db, &mut tx).await?;
     tx.commit().await.map_err(db::Error::from)?;
     Ok((user, record))
 }
 
-/// End a session server-side.
+/// End a session server-side, and tell the other nodes to disconnect its sockets (the caller
+/// disconnects this node's).
 pub async fn logout(db: &Db, session_id: &str) -> Result<(), AuthError> {
-    db_sessions::delete(&db.pool, session_id).await?;
+    let mut tx = db.pool.begin().await.map_err(db::Error::from)?;
+    db_sessions::delete(&mut *tx, session_id).await?;
+    Command::DisconnectSession { session: session_id.to_owned() }.send(db, &mut tx).await?;
+    tx.commit().await.map_err(db::Error::from)?;
     Ok(())
 }
 
 /// Create the bootstrap admin when no user exists yet. Returns whether one was created.
+/// Idempotent, also for nodes started at the same moment on one database: the check and the
+/// insert are one writing transaction (writers take turns), and should another node have
+/// created the same admin anyway, that is not an error.
 pub async fn bootstrap_admin(db: &Db, clock: &Clock, email: &str, password: &str) -> Result<bool, AuthError> {
     if db_users::count(&db.pool).await? > 0 {
         return Ok(false);
@@ -253,8 +271,11 @@ pub async fn bootstrap_admin(db: &Db, clock: &Clock, email: &str, password: &str
         first_name: String::new(),
         last_name: String::new(),
     };
-    create_user(db, clock, new).await?;
-    Ok(true)
+    match insert_user(db, clock, new, true).await {
+        Ok(created) => Ok(created.is_some()),
+        Err(AuthError::Conflict(_)) => Ok(false),
+        Err(other) => Err(other),
+    }
 }
 
 fn token_hash(token: &str) -> String {
