@@ -6,12 +6,14 @@
 //!   after their position; the emitter's periodic read covers a lost listening connection.
 //! - Control: a change that must take effect on sockets or plugins of every node sends a
 //!   [`Command`] in its own transaction (so it is heard exactly when it commits). The node that
-//!   made the change applies it directly; the others apply it when they hear it.
+//!   made the change applies it directly; the others apply it when they hear it. Sign-in
+//!   attempts are sent as they are answered, so that every node's login throttle counts them.
 //! - On (re)connecting, a node reads the log and reloads the active plugin versions, so what it
 //!   missed while it did not listen is caught up.
 //!
 //! On SQLite a server is alone: nothing is sent and nobody listens.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -22,6 +24,7 @@ use tokio::task::JoinHandle;
 use crate::db::{self, Db};
 use crate::lifecycle::PluginManager;
 use crate::notifications::Notifier;
+use crate::sessions::throttle::LoginThrottle;
 
 /// How long a node waits before listening again after losing its connection.
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
@@ -36,6 +39,8 @@ pub enum Command {
     SetAdmin { user: String, admin: bool },
     /// This version of a plugin serves now (`change`: `installed`, `rolled-back`).
     ServePlugin { name: String, sha256: String, change: String },
+    /// A sign-in attempt was answered: every node's login throttle counts it.
+    SignIn { email: String, address: Option<String>, succeeded: bool },
 }
 
 /// A command as sent: who sent it, so that the sender does not apply it twice.
@@ -59,8 +64,30 @@ impl Command {
     }
 }
 
+impl Command {
+    /// Send to the other nodes at once, outside any transaction, for what is advisory (the
+    /// throttle's counts): a failure is logged, not returned.
+    pub async fn broadcast(&self, db: &Db) {
+        if db.listen_url().is_none() {
+            return;
+        }
+        let sent = match db.pool.acquire().await {
+            Ok(mut conn) => self.send(db, &mut conn).await,
+            Err(err) => Err(err.into()),
+        };
+        if let Err(err) = sent {
+            tracing::warn!(%err, command = ?self, "could not tell the other nodes");
+        }
+    }
+}
+
 /// Listen to the other nodes until the server stops; `None` on SQLite.
-pub fn start(db: Db, notifier: Notifier, manager: PluginManager) -> Option<JoinHandle<()>> {
+pub fn start(
+    db: Db,
+    notifier: Notifier,
+    manager: PluginManager,
+    throttle: Arc<LoginThrottle>,
+) -> Option<JoinHandle<()>> {
     let url = db.listen_url()?.to_owned();
     // Commands are applied in order on a task of their own: loading a plugin takes a while,
     // and the log's wake-ups must not wait for it.
@@ -70,7 +97,7 @@ pub fn start(db: Db, notifier: Notifier, manager: PluginManager) -> Option<JoinH
         let manager = manager.clone();
         tokio::spawn(async move {
             while let Some(command) = applying.recv().await {
-                apply(&notifier, &manager, command).await;
+                apply(&notifier, &manager, &throttle, command).await;
             }
         })
     };
@@ -116,12 +143,16 @@ pub fn start(db: Db, notifier: Notifier, manager: PluginManager) -> Option<JoinH
 }
 
 /// Apply a command another node sent.
-async fn apply(notifier: &Notifier, manager: &PluginManager, command: Command) {
+async fn apply(notifier: &Notifier, manager: &PluginManager, throttle: &LoginThrottle, command: Command) {
     tracing::debug!(?command, "applying a command from another node");
     match command {
         Command::DisconnectSession { session } => notifier.disconnect_session(&session).await,
         Command::SetAdmin { user, admin } => notifier.set_admin(&user, admin).await,
         Command::ServePlugin { name, sha256, change } => manager.follow(&name, &sha256, &change).await,
+        Command::SignIn { email, address, succeeded } => {
+            let address = address.and_then(|a| a.parse().ok());
+            throttle.heard(&email, address, succeeded, std::time::Instant::now());
+        }
     }
 }
 

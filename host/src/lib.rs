@@ -133,7 +133,7 @@ impl Server {
         );
         manager.load_at_start(config.plugin_dir.as_deref()).await.context("loading the plugins")?;
         // Other nodes on the same PostgreSQL database: hear what they change.
-        background.extend(cluster::start(db.clone(), notifier.clone(), manager.clone()));
+        background.extend(cluster::start(db.clone(), notifier.clone(), manager.clone(), Arc::clone(&throttle)));
         if let Some(dir) = &config.plugin_dir {
             background.push(manager.watch(dir.clone()));
         }

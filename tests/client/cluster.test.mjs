@@ -297,6 +297,19 @@ describe('a cluster of three nodes on one PostgreSQL database', { skip: SKIP }, 
     assert.equal(eventsOf(onC, 'PLUGIN_CHANGED').length, before, 'the demoted socket on C is out of admin');
   });
 
+  ctest('the login throttle counts failures made through every node', async () => {
+    const victim = await createUser(A.base, admin.cookie);
+    const attempt = (node) =>
+      api(node.base, 'POST', '/api/v1/auth/login', { body: { email: victim.email, password: 'a wrong guess' } });
+    // Five free failures on one account from one address, spread over the three nodes …
+    for (const node of [A, B, C, A, B]) assertStatus(await attempt(node), 401, `a wrong password through ${node.base}`);
+    await sleep(200); // the other nodes hear of an answer within milliseconds
+    // … and the sixth waits, on a node that saw one of them itself.
+    const sixth = await attempt(C);
+    assertStatus(sixth, 429, 'the sixth failure in a row, through C');
+    assert.ok(Number(sixth.headers.get('retry-after')) >= 1, 'Retry-After');
+  });
+
   ctest('kill -9 of a node while the others write: nothing acknowledged is lost, its client resumes elsewhere', async () => {
     // A fourth node joins the running cluster; it is the one that dies.
     const [D] = await startNodes(database.url, 1);

@@ -54,11 +54,11 @@ pub async fn login(
     }
     let (session, token) = match sessions::login(&state.db, &state.clock, &creds.email, &creds.password).await {
         Ok(signed_in) => {
-            state.throttle.succeeded(&creds.email, address, Instant::now());
+            state.throttle.answered(&state.db, &creds.email, address, true).await;
             signed_in
         }
         Err(sessions::AuthError::Unauthorized) => {
-            state.throttle.failed(&creds.email, address, Instant::now());
+            state.throttle.answered(&state.db, &creds.email, address, false).await;
             return Err(ApiError::WrongCredentials);
         }
         Err(other) => return Err(other.into()),

@@ -302,7 +302,7 @@ async fn authenticate(
         }
         match sessions::login(&state.db, &state.clock, email, password).await {
             Ok((signed_in, token)) => {
-                state.throttle.succeeded(email, connected.address, now);
+                state.throttle.answered(&state.db, email, connected.address, true).await;
                 if !signed_in.is_admin() {
                     sessions::logout(&state.db, &signed_in.id).await.map_err(lookup)?;
                     return Err(ConnectError::AdminsOnly);
@@ -311,7 +311,7 @@ async fn authenticate(
                 session = Some(Arc::new(signed_in));
             }
             Err(sessions::AuthError::Unauthorized) => {
-                state.throttle.failed(email, connected.address, now);
+                state.throttle.answered(&state.db, email, connected.address, false).await;
                 return Err(ConnectError::Unauthorized);
             }
             Err(err) => return Err(lookup(err)),

@@ -23,6 +23,9 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+use crate::cluster::Command;
+use crate::db::Db;
+
 /// Failures an address may make on one account before it has to wait.
 pub const FREE_ON_ONE_ACCOUNT: u32 = 5;
 /// Failures an address may make across all accounts before it has to wait.
@@ -154,8 +157,12 @@ impl LoginThrottle {
         if let Some(wait) = [on_account, across_accounts, account_limit].into_iter().flatten().max() {
             return Err(wait);
         }
+        Self::count(&mut tables, self.max_entries, client, account, now);
+        Ok(())
+    }
 
-        let max = self.max_entries;
+    /// Count an attempt (as a failure until it is known to have succeeded).
+    fn count(tables: &mut Tables, max: usize, client: Client, account: Account, now: Instant) {
         let fresh = Backoff { failures: 0, last: now };
         bound(&mut tables.on_account, max, |b| b.last, |b| b.forgotten(now));
         tables.on_account.entry((client, account)).or_insert(fresh).count(now);
@@ -169,7 +176,31 @@ impl LoginThrottle {
             *window = Window { started: now, failures: 0 };
         }
         window.failures = window.failures.saturating_add(1);
-        Ok(())
+    }
+
+    /// The answer to an attempt: `failed` or `succeeded` here, and sent to the other nodes of a
+    /// cluster, which count it too ([`LoginThrottle::heard`]), so that the rules hold across
+    /// nodes whichever one a client tries.
+    pub async fn answered(&self, db: &Db, email: &str, address: Option<IpAddr>, succeeded: bool) {
+        let now = Instant::now();
+        if succeeded {
+            self.succeeded(email, address, now);
+        } else {
+            self.failed(email, address, now);
+        }
+        let command = Command::SignIn { email: email.to_owned(), address: address.map(|a| a.to_string()), succeeded };
+        command.broadcast(db).await;
+    }
+
+    /// An attempt another node admitted and answered, counted as if it had been made here.
+    pub fn heard(&self, email: &str, address: Option<IpAddr>, succeeded: bool, now: Instant) {
+        let (client, account) = (client_of(address), account_of(email));
+        Self::count(&mut self.lock(), self.max_entries, client, account, now);
+        if succeeded {
+            self.succeeded(email, address, now);
+        } else {
+            self.failed(email, address, now);
+        }
     }
 
     /// The admitted attempt failed. The address's waits run from now, when it got its answer.
