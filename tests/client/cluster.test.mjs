@@ -14,7 +14,6 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import {
   ADMIN_EMAIL,
@@ -31,7 +30,7 @@ import {
   postDepartment,
   sleep,
   startServer,
-  testGuest,
+  installGuest,
   waitForDisconnect,
   waitForEvent,
 } from './harness.mjs';
@@ -70,15 +69,6 @@ async function startNodes(url, count) {
     throw failed.reason;
   }
   return started.map((s) => s.value);
-}
-
-async function install(base, cookie, file, name = 'swap') {
-  const res = await fetch(`${base}/api/v1/admin/plugins/${name}`, {
-    method: 'PUT',
-    headers: { cookie, 'content-type': 'application/wasm' },
-    body: await readFile(testGuest(file)),
-  });
-  return { status: res.status, body: await res.json().catch(() => undefined) };
 }
 
 /** Waits until GET /api/v1/swaps on `base` answers `generation`; returns how long that took. */
@@ -242,12 +232,12 @@ describe('a cluster of three nodes on one PostgreSQL database', { skip: SKIP }, 
     const changes = (socket, change) => eventsOf(socket, 'PLUGIN_CHANGED', (p) => p.name === 'swap' && p.change === change);
 
     let since = Date.now();
-    let res = await install(A.base, admin.cookie, 'swap_one.wasm');
+    let res = await installGuest(A.base, admin.cookie, 'swap_one.wasm');
     assert.equal(res.status, 200, JSON.stringify(res.body));
     for (const node of [B, C]) await untilGeneration(node.base, 1, since, PLUGIN_MS, `node ${node === B ? 'B' : 'C'} after the install through A`);
 
     since = Date.now();
-    res = await install(A.base, admin.cookie, 'swap_two.wasm');
+    res = await installGuest(A.base, admin.cookie, 'swap_two.wasm');
     assert.equal(res.status, 200, JSON.stringify(res.body));
     for (const node of [B, C]) await untilGeneration(node.base, 2, since);
 

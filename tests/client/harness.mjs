@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { copyFile, mkdtemp, rm } from 'node:fs/promises';
+import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -270,6 +270,19 @@ export function testGuest(file) {
     throw new Error(`test plugin not found at ${source}; build the test guests or set TIDINGS_TEST_GUESTS_DIR`);
   }
   return source;
+}
+
+/**
+ * Installs the test guest `file` as plugin `name` over the admin API (ADMIN `cookie`);
+ * resolves with { status, body }.
+ */
+export async function installGuest(base, cookie, file, name = 'swap') {
+  const res = await fetch(`${base}/api/v1/admin/plugins/${name}`, {
+    method: 'PUT',
+    headers: { cookie, 'content-type': 'application/wasm' },
+    body: await readFile(testGuest(file)),
+  });
+  return { status: res.status, body: await res.json().catch(() => undefined) };
 }
 
 /** A fresh temp dir holding only the test plugin `notify_rooms.wasm`. */

@@ -4,9 +4,8 @@
 
 import { before, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
 import { Validator } from '@seriousme/openapi-schema-validator';
-import { api, assertStatus, createUser, testGuest, useServer } from './harness.mjs';
+import { api, assertStatus, createUser, installGuest, useServer } from './harness.mjs';
 
 async function documentOf(base, cookie) {
   const res = await api(base, 'GET', '/api/v1/openapi.json', { cookie });
@@ -23,12 +22,8 @@ async function assertValid(doc, when) {
 }
 
 async function install(base, cookie, file) {
-  const res = await fetch(`${base}/api/v1/admin/plugins/swap`, {
-    method: 'PUT',
-    headers: { cookie, 'content-type': 'application/wasm' },
-    body: await readFile(testGuest(file)),
-  });
-  assert.equal(res.status, 200, `installing ${file}: ${await res.text()}`);
+  const res = await installGuest(base, cookie, file);
+  assert.equal(res.status, 200, `installing ${file}: ${JSON.stringify(res.body)}`);
 }
 
 const swapCollection = (doc) => doc['x-tidings-collections'].find((c) => c.plugin === 'swap');

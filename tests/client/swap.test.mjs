@@ -5,7 +5,6 @@
 import { before, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import {
   ADMIN_EMAIL,
@@ -17,21 +16,13 @@ import {
   eventsOf,
   serverBinary,
   sleep,
+  installGuest,
   testGuest,
   useServer,
 } from './harness.mjs';
 
 const SWAPS = 24;
 const WORKERS = 4;
-
-async function install(base, cookie, file, name = 'swap') {
-  const res = await fetch(`${base}/api/v1/admin/plugins/${name}`, {
-    method: 'PUT',
-    headers: { cookie, 'content-type': 'application/wasm' },
-    body: await readFile(testGuest(file)),
-  });
-  return { status: res.status, body: await res.json().catch(() => undefined) };
-}
 
 async function generation(base) {
   const res = await api(base, 'GET', '/api/v1/swaps');
@@ -45,7 +36,7 @@ describe('hot swap', () => {
 
   before(async () => {
     B = await createUser(srv.base, srv.admin.cookie);
-    const first = await install(srv.base, srv.admin.cookie, 'swap_one.wasm');
+    const first = await installGuest(srv.base, srv.admin.cookie, 'swap_one.wasm');
     assert.equal(first.status, 200, JSON.stringify(first.body));
   });
 
@@ -72,7 +63,7 @@ describe('hot swap', () => {
 
     for (let i = 0; i < SWAPS; i++) {
       const file = i % 2 === 0 ? 'swap_two.wasm' : 'swap_one.wasm';
-      const res = await install(srv.base, srv.admin.cookie, file);
+      const res = await installGuest(srv.base, srv.admin.cookie, file);
       assert.equal(res.status, 200, `swap ${i}: ${JSON.stringify(res.body)}`);
       await sleep(100);
     }
