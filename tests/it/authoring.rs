@@ -22,7 +22,10 @@ async fn a_plugin_that_would_install_is_described_in_the_authors_syntax() {
     assert!(report.contains("\n  GET    /api/v1/user/notes "), "a user view at its absolute path: {report}");
     assert!(report.contains("signed-in"), "{report}");
     assert!(report.contains("socket events: notes:count, notes:huge"), "{report}");
-    assert!(report.ends_with(&format!("no clash with the {} bundled plugins", host::bundled::PLUGINS.len())), "{report}");
+    assert!(
+        report.ends_with(&format!("no clash with the {} bundled plugins", host::bundled::PLUGINS.len())),
+        "{report}"
+    );
 }
 
 #[tokio::test]
