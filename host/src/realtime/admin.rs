@@ -105,10 +105,14 @@ pub struct SocketView {
 
 /// Every socket of this node, in both namespaces.
 pub fn sockets(io: &SocketIo) -> Vec<SocketView> {
+    every_socket(io).iter().flat_map(|(nsp, sockets)| sockets.iter().map(|socket| view(nsp, socket))).collect()
+}
+
+/// Each namespace of this node with its sockets: the clients' and this one.
+fn every_socket(io: &SocketIo) -> Vec<(&'static str, Vec<SocketRef>)> {
     [crate::realtime::NAMESPACE, NAMESPACE]
         .into_iter()
         .filter_map(|nsp| io.of(nsp).map(|ns| (nsp, ns.sockets())))
-        .flat_map(|(nsp, sockets)| sockets.into_iter().map(move |socket| view(nsp, &socket)))
         .collect()
 }
 
@@ -248,8 +252,10 @@ pub fn register(io: &SocketIo, events: Arc<Aggregates>) -> tokio::task::JoinHand
         let mut every = tokio::time::interval(STATS_EVERY);
         loop {
             every.tick().await;
+            // Taken every tick, listened to or not, so that the counts stay bounded.
+            let aggregated = events.take();
             if let Some(admin) = listeners(&io) {
-                admin.emit("server_stats", &stats(&io, started, &events)).await.ok();
+                admin.emit("server_stats", &stats(&io, started, aggregated)).await.ok();
             }
         }
     })
@@ -335,10 +341,9 @@ async fn on_connect(socket: SocketRef, io: SocketIo, State(state): State<Realtim
         socket.emit("session", &token).ok();
     }
     socket.emit("config", &json!({ "supportedFeatures": FEATURES })).ok();
-    let all: Vec<Value> = [crate::realtime::NAMESPACE, NAMESPACE]
-        .into_iter()
-        .filter_map(|nsp| io.of(nsp).map(|ns| (nsp, ns.sockets())))
-        .flat_map(|(nsp, sockets)| sockets.into_iter().map(move |socket| serialize(nsp, &socket)))
+    let all: Vec<Value> = every_socket(&io)
+        .iter()
+        .flat_map(|(nsp, sockets)| sockets.iter().map(|socket| serialize(nsp, socket)))
         .collect();
     socket.emit("all_sockets", &all).ok();
     socket.on("emit", command_emit);
@@ -351,11 +356,8 @@ async fn on_connect(socket: SocketRef, io: SocketIo, State(state): State<Realtim
 const FEATURES: [&str; 9] =
     ["EMIT", "JOIN", "LEAVE", "DISCONNECT", "MJOIN", "MLEAVE", "MDISCONNECT", "AGGREGATED_EVENTS", "ALL_EVENTS"];
 
-fn stats(io: &SocketIo, started: Instant, events: &Aggregates) -> Value {
-    let namespaces: Vec<(&str, Vec<SocketRef>)> = [crate::realtime::NAMESPACE, NAMESPACE]
-        .into_iter()
-        .filter_map(|nsp| io.of(nsp).map(|ns| (nsp, ns.sockets())))
-        .collect();
+fn stats(io: &SocketIo, started: Instant, aggregated: Vec<Value>) -> Value {
+    let namespaces = every_socket(io);
     let clients: usize = namespaces.iter().map(|(_, sockets)| sockets.len()).sum();
     let polling = namespaces
         .iter()
@@ -370,7 +372,7 @@ fn stats(io: &SocketIo, started: Instant, events: &Aggregates) -> Value {
         "uptime": started.elapsed().as_secs_f64(),
         "clientsCount": clients,
         "pollingClientsCount": polling,
-        "aggregatedEvents": events.take(),
+        "aggregatedEvents": aggregated,
         "namespaces": namespaces
             .iter()
             .map(|(name, sockets)| json!({ "name": name, "socketsCount": sockets.len() }))
