@@ -157,8 +157,8 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn plugin_command(server: &str, command: PluginCommand) -> anyhow::Result<()> {
-    // The author's commands work offline, without a server.
-    match command {
+    let answer = match command {
+        // The author's commands work offline, without a server.
         PluginCommand::Check { file, no_bundled_plugins } => return check_plugin(&file, no_bundled_plugins).await,
         PluginCommand::New { name, lang, dir } => {
             let dir = dir.unwrap_or_else(|| std::path::PathBuf::from(&name));
@@ -172,13 +172,6 @@ async fn plugin_command(server: &str, command: PluginCommand) -> anyhow::Result<
             println!("{}", wasm.display());
             return Ok(());
         }
-        _ => {}
-    }
-    let var = |names: [&str; 2]| names.iter().find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()));
-    let email = var(["TIDINGS_EMAIL", "TIDINGS_ADMIN_EMAIL"]).context("set TIDINGS_EMAIL (an ADMIN's e-mail)")?;
-    let password = var(["TIDINGS_PASSWORD", "TIDINGS_ADMIN_PASSWORD"]).context("set TIDINGS_PASSWORD")?;
-    let client = AdminClient::sign_in(server, &email, &password).await?;
-    let answer = match command {
         PluginCommand::Install { file, approve_grants } => {
             let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             // Check the component here first: a refusal is clearer before an upload, and the
@@ -187,16 +180,21 @@ async fn plugin_command(server: &str, command: PluginCommand) -> anyhow::Result<
                 host::plugin::Runtime::new(Default::default(), host::db::Dialect::Sqlite, Default::default(), None)
                     .map_err(|e| anyhow::anyhow!("{e:#}"))?;
             let plugin = runtime.load(bytes.clone()).await.with_context(|| format!("checking {}", file.display()))?;
-            client.install(&plugin.descriptor.name, bytes, approve_grants).await?
+            sign_in(server).await?.install(&plugin.descriptor.name, bytes, approve_grants).await?
         }
-        PluginCommand::List => client.list().await?,
-        PluginCommand::Rollback { name } => client.rollback(&name).await?,
-        PluginCommand::Check { .. } | PluginCommand::New { .. } | PluginCommand::Build { .. } => {
-            unreachable!("answered before signing in")
-        }
+        PluginCommand::List => sign_in(server).await?.list().await?,
+        PluginCommand::Rollback { name } => sign_in(server).await?.rollback(&name).await?,
     };
     println!("{}", serde_json::to_string_pretty(&answer)?);
     Ok(())
+}
+
+/// Sign in to `server` as the ADMIN named by the environment.
+async fn sign_in(server: &str) -> anyhow::Result<AdminClient> {
+    let var = |names: [&str; 2]| names.iter().find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()));
+    let email = var(["TIDINGS_EMAIL", "TIDINGS_ADMIN_EMAIL"]).context("set TIDINGS_EMAIL (an ADMIN's e-mail)")?;
+    let password = var(["TIDINGS_PASSWORD", "TIDINGS_ADMIN_PASSWORD"]).context("set TIDINGS_PASSWORD")?;
+    AdminClient::sign_in(server, &email, &password).await
 }
 
 async fn check_plugin(file: &std::path::Path, no_bundled_plugins: bool) -> anyhow::Result<()> {
