@@ -1,4 +1,4 @@
-//! A small HTTP client for the operator commands (`tidings plugin install|list|rollback`):
+//! A small HTTP client for the operator commands (`tidings plugin install|list|rollback|logs`):
 //! signs in as an ADMIN and calls the admin API of a running server. Plain HTTP only; put a
 //! TLS-terminating proxy in front for remote servers.
 
@@ -39,6 +39,19 @@ impl AdminClient {
 
     pub async fn list(&self) -> anyhow::Result<Value> {
         check(self.http.get(format!("{}/api/v1/admin/plugins", self.server)).send().await?).await
+    }
+
+    /// The plugin's journal entries after `since`; with `error_id`, only that fault.
+    pub async fn logs(&self, name: &str, since: Option<u64>, error_id: Option<&str>) -> anyhow::Result<Value> {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        if let Some(since) = since {
+            query.append_pair("since", &since.to_string());
+        }
+        if let Some(id) = error_id {
+            query.append_pair("errorId", id);
+        }
+        let url = format!("{}/api/v1/admin/plugins/{name}/logs?{}", self.server, query.finish());
+        check(self.http.get(url).send().await?).await
     }
 
     pub async fn rollback(&self, name: &str) -> anyhow::Result<Value> {

@@ -16,7 +16,7 @@ use crate::db::{self, Db};
 use crate::db::{records, users};
 use crate::notifications::{ADMIN_ROOM, ALL_ROOM, session_room, user_room};
 use crate::plugin::types::{Change, Notification, Response, Target, Write};
-use crate::plugin::{self, FaultKind, LoadedPlugin, Runtime, types};
+use crate::plugin::{self, LoadedPlugin, Runtime, types};
 
 /// Most attempts for a transaction aborted by a transient database conflict.
 const MAX_ATTEMPTS: u32 = 4;
@@ -187,13 +187,7 @@ pub async fn apply(
 /// fields of an existing one, never create or delete one, nor change the account's fields.
 /// Anything else is invalid output.
 async fn check_user_write(tx: &mut db::Tx, plugin: &LoadedPlugin, write: &records::Write) -> Result<(), DispatchError> {
-    let invalid = |message: String| {
-        DispatchError::Plugin(plugin::Error::Fault {
-            plugin: plugin.descriptor.name.clone(),
-            kind: FaultKind::InvalidOutput,
-            message,
-        })
-    };
+    let invalid = |message: String| DispatchError::Plugin(plugin.invalid_output(message));
     let (records::Write::Upsert { record_type, id, .. } | records::Write::Delete { record_type, id, .. }) = write;
     if record_type != users::USER_RECORD_TYPE {
         return Ok(());
@@ -249,11 +243,7 @@ pub fn check_reply(runtime: &Runtime, plugin: &LoadedPlugin, reply: &str) -> Res
 pub(crate) fn fault(runtime: &Runtime, plugin: &LoadedPlugin, message: String) -> DispatchError {
     plugin.stats.faults.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     runtime.record_outcome(plugin, true);
-    DispatchError::Plugin(plugin::Error::Fault {
-        plugin: plugin.descriptor.name.clone(),
-        kind: FaultKind::InvalidOutput,
-        message,
-    })
+    DispatchError::Plugin(plugin.invalid_output(message))
 }
 
 /// A plugin response that passed [`check`].
@@ -270,6 +260,16 @@ impl Checked {
     /// A checked page of a list: its body and where the list goes on.
     pub(crate) fn into_page(self) -> (Option<String>, Option<String>) {
         (self.body, self.next)
+    }
+
+    /// The status, the body, and where a list goes on.
+    pub(crate) fn into_parts(self) -> (u16, Option<String>, Option<String>) {
+        (self.status, self.body, self.next)
+    }
+
+    /// The writes, as they will be applied.
+    pub(crate) fn writes(&self) -> &[records::Write] {
+        &self.writes
     }
 }
 

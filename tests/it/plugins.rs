@@ -15,7 +15,59 @@ both_backends!(
     a_plugin_that_keeps_faulting_is_isolated,
     limits_can_be_set_per_plugin,
     guests_that_try_to_wait_hold_nothing,
+    the_reason_behind_an_error_id_is_in_the_plugins_journal,
 );
+
+/// A client that gets a 502 sees only an `errorId`; the plugin's author (an ADMIN) finds the
+/// reason under it in the plugin's journal, beside what the plugin printed.
+async fn the_reason_behind_an_error_id_is_in_the_plugins_journal(backend: Backend) {
+    let host = TestHost::start(backend).await;
+    let admin = host.admin().await;
+    let (user, _) = host.user("USER").await;
+    let logs = "/api/v1/admin/plugins/fault-misbehave/logs";
+    let error_id = async |action: &str| {
+        let (status, body) = user.post(&format!("/api/v1/faults/{action}"), &json!({})).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{action}: {body}");
+        assert_eq!(body["error"], "the plugin failed", "{action}: the client is told no more");
+        body["errorId"].as_str().unwrap().to_owned()
+    };
+    let reason = async |id: &str| {
+        let (status, entries) = admin.get(&format!("{logs}?errorId={id}")).await;
+        assert_eq!(status, StatusCode::OK, "{entries}");
+        let entries = entries.as_array().unwrap().clone();
+        assert_eq!(entries.len(), 1, "one fault per errorId: {entries:?}");
+        assert_eq!(entries[0]["level"], "fault");
+        assert_eq!(entries[0]["version"], "0.1.0");
+        entries[0]["message"].as_str().unwrap().to_owned()
+    };
+
+    let trapped = error_id("trap").await;
+    let message = reason(&trapped).await;
+    assert!(message.starts_with("trap: "), "{message}");
+    let invalid = error_id("notify-other").await;
+    let message = reason(&invalid).await;
+    assert_eq!(message, "invalid output: record type DEPARTMENT is not in the plugin's write grants");
+    let internal = error_id("read-other").await;
+    let message = reason(&internal).await;
+    assert!(message.starts_with("internal error: ") && message.contains("DEPARTMENT"), "{message}");
+
+    // What the plugin printed is there too: a Rust panic's message goes to stderr.
+    let (_, all) = admin.get(logs).await;
+    let all = all.as_array().unwrap();
+    assert!(
+        all.iter().any(|e| e["level"] == "output" && e["message"].as_str().unwrap().contains("traps on purpose")),
+        "{all:?}"
+    );
+    let seqs: Vec<u64> = all.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "oldest first: {seqs:?}");
+    let (_, after) = admin.get(&format!("{logs}?since={}", seqs[seqs.len() - 2])).await;
+    assert_eq!(after.as_array().unwrap().len(), 1, "since: only what came after");
+
+    assert_eq!(user.get(logs).await.0, StatusCode::FORBIDDEN, "admins only");
+    assert_eq!(host.anonymous().get(logs).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(admin.get("/api/v1/admin/plugins/nothing/logs").await.0, StatusCode::NOT_FOUND);
+    host.stop().await;
+}
 
 async fn faults_are_contained_and_the_plugin_keeps_serving(backend: Backend) {
     let host = TestHost::start_with(backend, |c| c.limits.timeout = Duration::from_millis(200)).await;

@@ -35,14 +35,15 @@ pub enum ApiError {
     /// An uploaded component was refused (does not compile, link, describe or pass checks).
     #[error("plugin refused: {0}")]
     UnprocessablePlugin(String),
-    /// The plugin failed (trap, invalid output, its own internal error).
-    #[error("plugin failure: {0}")]
-    PluginFailed(String),
+    /// The plugin failed (trap, invalid output, its own internal error). The reason is in
+    /// the plugin's journal under the error id, when it has one.
+    #[error("plugin failure: {reason}")]
+    PluginFailed { reason: String, error_id: Option<String> },
     /// The plugin is not available (e.g. isolated after repeated faults).
     #[error("plugin unavailable: {0}")]
     PluginUnavailable(String),
-    #[error("plugin timed out: {0}")]
-    PluginTimeout(String),
+    #[error("plugin timed out: {reason}")]
+    PluginTimeout { reason: String, error_id: String },
     /// The host itself failed.
     #[error("internal error: {0}")]
     Internal(String),
@@ -60,9 +61,9 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::UnprocessablePlugin(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::PluginFailed(_) => StatusCode::BAD_GATEWAY,
+            ApiError::PluginFailed { .. } => StatusCode::BAD_GATEWAY,
             ApiError::PluginUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::PluginTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::PluginTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -72,12 +73,18 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let body = if status.is_server_error() {
-            let error_id = uuid::Uuid::new_v4().to_string();
+            // A plugin's failure already has its id, under which its journal keeps the reason.
+            let error_id = match &self {
+                ApiError::PluginFailed { error_id: Some(id), .. } | ApiError::PluginTimeout { error_id: id, .. } => {
+                    id.clone()
+                }
+                _ => uuid::Uuid::new_v4().to_string(),
+            };
             tracing::error!(error_id, status = status.as_u16(), "{self}");
             let message = match &self {
-                ApiError::PluginFailed(_) => "the plugin failed",
+                ApiError::PluginFailed { .. } => "the plugin failed",
                 ApiError::PluginUnavailable(_) => "the plugin is unavailable",
-                ApiError::PluginTimeout(_) => "the plugin timed out",
+                ApiError::PluginTimeout { .. } => "the plugin timed out",
                 _ => "internal server error",
             };
             json!({ "error": message, "errorId": error_id })
@@ -131,13 +138,17 @@ impl From<plugin::Error> for ApiError {
                 PluginError::Forbidden(m) => ApiError::Forbidden(m),
                 PluginError::NotFound(m) => ApiError::NotFound(m),
                 PluginError::Conflict(m) => ApiError::Conflict(m),
-                PluginError::Internal(m) => ApiError::PluginFailed(m),
+                // The runtime turns these into `Error::Internal`, with an id.
+                PluginError::Internal(m) => ApiError::PluginFailed { reason: m, error_id: None },
             },
-            plugin::Error::Fault { kind: FaultKind::Timeout, plugin, message } => {
-                ApiError::PluginTimeout(format!("{plugin}: {message}"))
+            plugin::Error::Internal { plugin, message, error_id } => {
+                ApiError::PluginFailed { reason: format!("{plugin}: {message}"), error_id: Some(error_id) }
             }
-            plugin::Error::Fault { kind, plugin, message } => {
-                ApiError::PluginFailed(format!("{plugin} ({kind}): {message}"))
+            plugin::Error::Fault { kind: FaultKind::Timeout, plugin, message, error_id } => {
+                ApiError::PluginTimeout { reason: format!("{plugin}: {message}"), error_id }
+            }
+            plugin::Error::Fault { kind, plugin, message, error_id } => {
+                ApiError::PluginFailed { reason: format!("{plugin} ({kind}): {message}"), error_id: Some(error_id) }
             }
             plugin::Error::Isolated { plugin, retry_after } => {
                 ApiError::PluginUnavailable(format!("{plugin}: isolated for {retry_after:?}"))
@@ -165,7 +176,8 @@ mod tests {
 
     #[test]
     fn plugin_outcomes_map_to_the_contract_statuses() {
-        let fault = |kind| plugin::Error::Fault { plugin: "p".into(), kind, message: String::new() };
+        let fault =
+            |kind| plugin::Error::Fault { plugin: "p".into(), kind, message: String::new(), error_id: "e".into() };
         let cases = [
             (plugin::Error::Guest(PluginError::InvalidInput(String::new())), 400),
             (plugin::Error::Guest(PluginError::Unauthorized(String::new())), 401),

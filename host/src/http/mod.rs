@@ -45,6 +45,7 @@ pub fn router(state: AppState) -> Router {
             put(plugins::install).layer(DefaultBodyLimit::max(plugins::MAX_COMPONENT_BYTES)),
         )
         .route("/admin/plugins/{name}/rollback", post(plugins::rollback))
+        .route("/admin/plugins/{name}/logs", get(plugins::logs))
         .route("/admin/sockets", get(plugins::sockets))
         .route("/openapi.json", get(openapi::document))
         .route("/{collection}", any(records::dispatch_root))

@@ -1,4 +1,5 @@
-//! Operator routes: list, install and roll back plugins and list sockets (ADMIN only), and
+//! Operator routes: list, install and roll back plugins, read their logs, and list sockets
+//! (ADMIN only), and
 //! `/metrics` in the Prometheus text format.
 
 use std::fmt::Write as _;
@@ -102,6 +103,27 @@ pub async fn rollback(
     require_admin(&session)?;
     let serving = state.manager.rollback(&name).await.map_err(install_error)?;
     Ok(Json(describe(&serving)))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogsQuery {
+    since: Option<u64>,
+    error_id: Option<String>,
+}
+
+/// `GET /api/v1/admin/plugins/<name>/logs[?since=SEQ][&errorId=ID]`: the plugin's journal on
+/// this node, oldest first: its log lines, what it printed, and the reason behind each
+/// `errorId` its clients were answered with.
+pub async fn logs(
+    State(state): State<AppState>,
+    CurrentUser(session): CurrentUser,
+    Path(name): Path<String>,
+    Query(query): Query<LogsQuery>,
+) -> Result<Json<Vec<crate::plugin::journal::Entry>>, ApiError> {
+    require_admin(&session)?;
+    let journal = state.runtime.journal(&name).ok_or_else(|| ApiError::NotFound(format!("no plugin {name:?}")))?;
+    Ok(Json(journal.entries(query.since, query.error_id.as_deref())))
 }
 
 /// `GET /api/v1/admin/sockets`: this node's connected sockets, their users and rooms.

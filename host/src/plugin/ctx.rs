@@ -4,7 +4,7 @@ use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::plugin::host_api::{log::LogState, store::StoreState};
+use crate::plugin::host_api::{log::LogState, store::StoreState, wasi::Output};
 
 /// Everything a plugin instance can reach. Built fresh for every call.
 pub struct PluginCtx {
@@ -15,6 +15,8 @@ pub struct PluginCtx {
     pub limits: StoreLimits,
     pub store: StoreState,
     pub log: LogState,
+    /// What the plugin printed to stdout and stderr during the call.
+    pub output: Output,
 }
 
 impl WasiView for PluginCtx {

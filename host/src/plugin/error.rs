@@ -12,8 +12,13 @@ pub enum Error {
     Guest(wit::PluginError),
     /// The plugin misbehaved: it trapped, ran out of time or memory, or returned output the
     /// host does not accept. Blame: plugin.
+    /// `error_id` names the fault in the plugin's journal and in the client's answer.
     #[error("plugin {plugin} faulted ({kind}): {message}")]
-    Fault { plugin: String, kind: FaultKind, message: String },
+    Fault { plugin: String, kind: FaultKind, message: String, error_id: String },
+    /// The plugin answered with its own `internal` error (a 502 for the client). Not a fault:
+    /// it does not count toward isolation.
+    #[error("plugin {plugin} failed: {message}")]
+    Internal { plugin: String, message: String, error_id: String },
     /// The plugin is isolated after repeated faults and is not called until the cool-down
     /// ends.
     #[error("plugin {plugin} is isolated after repeated faults; retry in {retry_after:?}")]

@@ -4,6 +4,7 @@
 //! - `registry.rs`: which loaded plugin serves which collection and socket event.
 //! - `runtime.rs`: the engine, loading (compile, link, describe, validate) and calls.
 //! - `ctx.rs` and `host_api/`: what a running plugin can reach.
+//! - `journal.rs`: a plugin's log lines and the reasons behind its `errorId`s, for its author.
 //!
 //! This module knows nothing of HTTP or Socket.IO: it takes plugin requests and returns
 //! plugin responses. Architecture invariant: no axum or socketioxide imports here.
@@ -12,6 +13,7 @@ mod bindings;
 mod ctx;
 mod error;
 mod host_api;
+pub mod journal;
 mod registry;
 mod runtime;
 mod stats;

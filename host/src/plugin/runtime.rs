@@ -19,7 +19,8 @@ use crate::db::records::ElementFields;
 use crate::db::{self, Dialect};
 use crate::plugin::bindings::{Plugin, PluginPre, wit};
 use crate::plugin::ctx::PluginCtx;
-use crate::plugin::host_api::{self, log::LogState, store::StoreState};
+use crate::plugin::host_api::{self, log::LogState, store::StoreState, wasi::Output};
+use crate::plugin::journal::{Journal, Journals};
 use crate::plugin::stats::Stats;
 use crate::plugin::{Error, FaultKind, LoadError};
 
@@ -75,6 +76,8 @@ pub struct Runtime {
     elements: ElementFields,
     /// Where precompiled artifacts are cached; `None` compiles every time.
     cache_dir: Option<std::path::PathBuf>,
+    /// Each plugin name's journal, shared by its versions.
+    journals: Journals,
 }
 
 /// A compiled, linked, described and validated plugin, ready to serve.
@@ -87,6 +90,8 @@ pub struct LoadedPlugin {
     /// Who installed it: `bundled`, `directory`, `cli`, or the installing user's id.
     pub installed_by: String,
     pub stats: Stats,
+    /// The plugin's log lines and fault reasons, shared with its other versions.
+    pub journal: Arc<Journal>,
     pre: PluginPre<PluginCtx>,
     /// Actions by method: paths relative to the collection, and `/api/v1/user/...` views.
     routes: HashMap<Method, matchit::Router<usize>>,
@@ -141,7 +146,7 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         host_api::link(&mut linker)?;
         spawn_epoch_ticker(&engine);
-        Ok(Arc::new(Runtime { engine, linker, limits, dialect, elements, cache_dir }))
+        Ok(Arc::new(Runtime { engine, linker, limits, dialect, elements, cache_dir, journals: Journals::default() }))
     }
 
     /// Count a call toward isolation: `faulted` after a trap or invalid output, otherwise
@@ -149,6 +154,11 @@ impl Runtime {
     pub fn record_outcome(&self, plugin: &LoadedPlugin, faulted: bool) {
         let limits = self.limits_for(&plugin.descriptor.name);
         plugin.stats.record_outcome(faulted, limits.isolate_after, limits.cool_down);
+    }
+
+    /// The journal of the plugin `name`, if this server has loaded it.
+    pub fn journal(&self, name: &str) -> Option<Arc<Journal>> {
+        self.journals.get(name)
     }
 
     /// The limits that apply to calls of the plugin `name`.
@@ -181,6 +191,7 @@ impl Runtime {
             first.grants.read.iter().chain(&first.grants.write).chain([&first.record_type]).cloned().collect();
         let writable = first.grants.write.iter().chain([&first.record_type]).cloned().collect();
         Ok(LoadedPlugin {
+            journal: self.journals.of(&first.name),
             descriptor: first,
             sha256,
             loaded_at: String::new(),
@@ -224,7 +235,7 @@ impl Runtime {
     }
 
     async fn describe(&self, pre: &PluginPre<PluginCtx>) -> Result<wit::Descriptor, LoadError> {
-        let mut store = self.new_store("loading", None, Arc::default());
+        let mut store = self.new_store(None, None);
         let result = bounded(self.limits.timeout, async {
             let instance = pre.instantiate_async(&mut store).await?;
             instance.tidings_plugin_handler().call_describe(&mut store).await
@@ -285,7 +296,7 @@ impl Runtime {
         }
         plugin.stats.calls.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        let mut store = self.new_store(&plugin.descriptor.name, Some(tx), Arc::clone(&plugin.readable));
+        let mut store = self.new_store(Some(plugin), Some(tx));
         let timeout = self.limits_for(&plugin.descriptor.name).timeout;
         let result = bounded(timeout, async {
             let instance = plugin.pre.instantiate_async(&mut store).await?;
@@ -295,6 +306,10 @@ impl Runtime {
         let ctx = store.data_mut();
         let (tx, host_error) = (ctx.store.tx.take(), ctx.store.host_error.take());
         plugin.stats.record_latency(started.elapsed());
+        let printed = ctx.output.take();
+        if !printed.is_empty() {
+            plugin.journal.output(&plugin.descriptor.version, &printed);
+        }
         (self.outcome(plugin, result, host_error), tx)
     }
 
@@ -313,6 +328,11 @@ impl Runtime {
         }
         match (result, host_error) {
             (Ok(Ok(value)), _) => Ok(value),
+            (Ok(Err(wit::PluginError::Internal(message))), _) => {
+                plugin.stats.guest_errors.fetch_add(1, Ordering::Relaxed);
+                let error_id = plugin.journal.fault(&plugin.descriptor.version, &format!("internal error: {message}"));
+                Err(Error::Internal { plugin: plugin.descriptor.name.clone(), message, error_id })
+            }
             (Ok(Err(refusal)), _) => {
                 plugin.stats.guest_errors.fetch_add(1, Ordering::Relaxed);
                 Err(Error::Guest(refusal))
@@ -324,15 +344,23 @@ impl Runtime {
                 if kind == FaultKind::Timeout {
                     plugin.stats.timeouts.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(Error::Fault { plugin: plugin.descriptor.name.clone(), kind, message: format!("{trap:#}") })
+                let message = format!("{trap:#}");
+                let error_id = plugin.journal.fault(&plugin.descriptor.version, &format!("{kind}: {message}"));
+                Err(Error::Fault { plugin: plugin.descriptor.name.clone(), kind, message, error_id })
             }
         }
     }
 
-    fn new_store(&self, plugin: &str, tx: Option<db::Tx>, readable: Arc<BTreeSet<String>>) -> Store<PluginCtx> {
-        let limits = self.limits_for(plugin);
+    /// A store for one call of `plugin` (`None` while loading one), reading in `tx`.
+    fn new_store(&self, plugin: Option<&LoadedPlugin>, tx: Option<db::Tx>) -> Store<PluginCtx> {
+        let (name, version, readable, journal) = match plugin {
+            Some(p) => (&*p.descriptor.name, &*p.descriptor.version, Arc::clone(&p.readable), Arc::clone(&p.journal)),
+            None => ("loading", "", Arc::default(), Arc::default()),
+        };
+        let limits = self.limits_for(name);
+        let output = Output::default();
         let ctx = PluginCtx {
-            wasi: WasiCtx::builder().build(),
+            wasi: WasiCtx::builder().stdout(output.clone()).stderr(output.clone()).build(),
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(limits.max_memory)
@@ -342,7 +370,8 @@ impl Runtime {
                 .trap_on_grow_failure(true)
                 .build(),
             store: StoreState::new(tx, self.dialect, self.elements.clone(), readable, limits.max_bytes_read),
-            log: LogState::new(plugin),
+            log: LogState::new(name, version, journal),
+            output,
         };
         let mut store = Store::new(&self.engine, ctx);
         store.limiter(|ctx| &mut ctx.limits);
@@ -409,6 +438,13 @@ impl LoadedPlugin {
             Some(retry_after) => Err(Error::Isolated { plugin: self.descriptor.name.clone(), retry_after }),
             None => Ok(()),
         }
+    }
+
+    /// The fault of output that breaks the interface's rules, recorded in the journal.
+    pub fn invalid_output(&self, message: String) -> Error {
+        let error_id =
+            self.journal.fault(&self.descriptor.version, &format!("{}: {message}", FaultKind::InvalidOutput));
+        Error::Fault { plugin: self.descriptor.name.clone(), kind: FaultKind::InvalidOutput, message, error_id }
     }
 
     /// Whether the plugin's grants let it write and notify about `record_type`.

@@ -159,6 +159,10 @@ async fn answer(state: &RealtimeState, session: &Session, event: &str, args: Vec
         Err(DispatchError::Plugin(crate::plugin::Error::Guest(refusal))) => {
             Err(crate::plugin::refusal_message(&refusal).to_owned())
         }
+        // The reason is in the plugin's journal, under the id.
+        Err(DispatchError::Plugin(
+            crate::plugin::Error::Fault { error_id, .. } | crate::plugin::Error::Internal { error_id, .. },
+        )) => Err(format!("the plugin failed (errorId {error_id})")),
         Err(err) => {
             tracing::error!(%err, event, "plugin socket event failed");
             Err("the plugin failed".to_owned())

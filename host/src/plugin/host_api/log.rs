@@ -1,22 +1,28 @@
-//! `tidings:plugin/log`: plugin log lines go to the host's log, tagged with the plugin name
-//! and capped so that a chatty plugin cannot flood it.
+//! `tidings:plugin/log`: plugin log lines go to the host's log, tagged with the plugin name,
+//! and to the plugin's journal (what its author reads), capped so that a chatty plugin cannot
+//! flood either.
+
+use std::sync::Arc;
 
 use wasmtime::component::{HasSelf, Linker};
 
 use crate::plugin::bindings::wit_log::{self, Level};
 use crate::plugin::ctx::PluginCtx;
+use crate::plugin::journal::Journal;
 
 /// Most bytes of log text one call may write; the rest is dropped.
 const MAX_LOG_BYTES_PER_CALL: usize = 64 * 1024;
 
 pub struct LogState {
     pub plugin: String,
+    version: String,
+    journal: Arc<Journal>,
     written: usize,
 }
 
 impl LogState {
-    pub fn new(plugin: &str) -> Self {
-        LogState { plugin: plugin.to_owned(), written: 0 }
+    pub fn new(plugin: &str, version: &str, journal: Arc<Journal>) -> Self {
+        LogState { plugin: plugin.to_owned(), version: version.to_owned(), journal, written: 0 }
     }
 }
 
@@ -27,6 +33,13 @@ impl wit_log::Host for LogState {
         }
         self.written += message.len();
         let plugin = &self.plugin;
+        let name = match level {
+            Level::Trace => "trace",
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        };
         match level {
             Level::Trace => tracing::trace!(plugin, "{message}"),
             Level::Debug => tracing::debug!(plugin, "{message}"),
@@ -34,6 +47,7 @@ impl wit_log::Host for LogState {
             Level::Warn => tracing::warn!(plugin, "{message}"),
             Level::Error => tracing::error!(plugin, "{message}"),
         }
+        self.journal.push(name, &self.version, &message, None);
         Ok(())
     }
 }
