@@ -27,6 +27,19 @@ pub struct Checked {
 /// Make an install's checks on `bytes`, against `bundled` (file name, component) as a server
 /// that serves them would.
 pub async fn check(bytes: Vec<u8>, bundled: &[(&str, &[u8])]) -> Result<Checked, InstallError> {
+    // The bundled plugins compile once per machine, as a server's cache does.
+    let cache = std::env::temp_dir().join("tidings-plugin-check-cache");
+    let runtime = Runtime::new(Default::default(), Dialect::Sqlite, Default::default(), Some(cache))
+        .map_err(|e| InstallError::Refused(format!("starting the plugin runtime: {e:#}")))?;
+    check_on(&runtime, bytes, bundled).await
+}
+
+/// [`check`] on a given runtime (`tidings plugin test` loads the plugin on its own).
+pub async fn check_on(
+    runtime: &Arc<Runtime>,
+    bytes: Vec<u8>,
+    bundled: &[(&str, &[u8])],
+) -> Result<Checked, InstallError> {
     if !bytes.starts_with(b"\0asm") {
         return Err(InstallError::Refused(
             "not a WebAssembly file (it does not start with \\0asm): give the .wasm that \
@@ -34,10 +47,6 @@ pub async fn check(bytes: Vec<u8>, bundled: &[(&str, &[u8])]) -> Result<Checked,
                 .into(),
         ));
     }
-    // The bundled plugins compile once per machine, as a server's cache does.
-    let cache = std::env::temp_dir().join("tidings-plugin-check-cache");
-    let runtime = Runtime::new(Default::default(), Dialect::Sqlite, Default::default(), Some(cache))
-        .map_err(|e| InstallError::Refused(format!("starting the plugin runtime: {e:#}")))?;
     let plugin = runtime.load(bytes).await?;
     let registry = Registry::default();
     for (file, component) in bundled {

@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod config;
 pub mod db;
 pub mod dispatch;
+pub mod fixtures;
 pub mod http;
 pub mod lifecycle;
 pub mod notifications;

@@ -60,6 +60,17 @@ enum PluginCommand {
     List,
     /// Serve a plugin's previous version again.
     Rollback { name: String },
+    /// Show a plugin's journal on the server: its log lines, what it printed, and the reason
+    /// behind each `errorId` its clients got.
+    Logs {
+        name: String,
+        /// Only the fault a client was answered with this `errorId` for.
+        #[arg(long)]
+        error_id: Option<String>,
+        /// Keep printing new entries as they come.
+        #[arg(long, short)]
+        follow: bool,
+    },
     /// Write a new plugin project: an owner-scoped collection NAME + "s" of records of type
     /// NAME in upper case, ready to build.
     New {
@@ -72,6 +83,12 @@ enum PluginCommand {
     },
     /// Build a plugin project into a component; the last line printed is the `.wasm`'s path.
     Build {
+        #[arg(default_value = ".")]
+        dir: std::path::PathBuf,
+    },
+    /// Build a plugin project and run its fixtures (`DIR/tests/*.json`) on the real runtime
+    /// with an in-memory database, offline. Exits 1 if one fails, showing what differed.
+    Test {
         #[arg(default_value = ".")]
         dir: std::path::PathBuf,
     },
@@ -107,10 +124,20 @@ enum RoleArg {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    // The author's and operator's plugin commands print their results on stdout: the log goes
+    // to stderr, and only warnings (a fixture's 502 is a result, not an error of the command).
+    let (default_filter, to_stderr) = match cli.command {
+        Command::Plugin { .. } => ("warn,host::http::error=off", true),
+        _ => ("info", false),
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    if to_stderr {
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    match cli.command {
         Command::Serve(args) => {
             let mut server = host::Server::start(Config::try_from(args)?).await?;
             let shutdown = server.take_shutdown();
@@ -164,13 +191,29 @@ async fn plugin_command(server: &str, command: PluginCommand) -> anyhow::Result<
             let dir = dir.unwrap_or_else(|| std::path::PathBuf::from(&name));
             host::scaffold::new_project(&name, lang, &dir)?;
             println!("wrote the {name} plugin project to {}", dir.display());
-            println!("next: tidings plugin build {}", dir.display());
+            println!("next: cd {} && tidings plugin test", dir.display());
             return Ok(());
         }
         PluginCommand::Build { dir } => {
             let wasm = tokio::task::spawn_blocking(move || host::scaffold::build(&dir)).await??;
             println!("{}", wasm.display());
             return Ok(());
+        }
+        PluginCommand::Test { dir } => return test_plugin(dir).await,
+        PluginCommand::Logs { name, error_id, follow } => {
+            let client = sign_in(server).await?;
+            let mut since = None;
+            loop {
+                let entries = client.logs(&name, since, error_id.as_deref()).await?;
+                for entry in entries.as_array().into_iter().flatten() {
+                    println!("{}", log_line(entry));
+                    since = entry["seq"].as_u64().or(since);
+                }
+                if !follow {
+                    return Ok(());
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
         }
         PluginCommand::Install { file, approve_grants } => {
             let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
@@ -195,6 +238,35 @@ async fn sign_in(server: &str) -> anyhow::Result<AdminClient> {
     let email = var(["TIDINGS_EMAIL", "TIDINGS_ADMIN_EMAIL"]).context("set TIDINGS_EMAIL (an ADMIN's e-mail)")?;
     let password = var(["TIDINGS_PASSWORD", "TIDINGS_ADMIN_PASSWORD"]).context("set TIDINGS_PASSWORD")?;
     AdminClient::sign_in(server, &email, &password).await
+}
+
+/// One journal entry as text: `2026-12-06T17:00:00.000Z warn   0.1.0    message`; a fault's
+/// `errorId` before its reason, and the lines of a long message (a backtrace) indented.
+fn log_line(entry: &serde_json::Value) -> String {
+    let text = |field: &str| entry[field].as_str().unwrap_or_default().to_owned();
+    let message = match entry["errorId"].as_str() {
+        Some(id) => format!("[errorId {id}] {}", text("message")),
+        None => text("message"),
+    };
+    format!("{} {:<6} {:<8} {}", text("at"), text("level"), text("version"), message.replace('\n', "\n    "))
+}
+
+/// `tidings plugin test DIR`: build, check, run the fixtures; exit 1 unless all pass.
+async fn test_plugin(dir: std::path::PathBuf) -> anyhow::Result<()> {
+    let files = host::fixtures::files(&dir)?;
+    let wasm = tokio::task::spawn_blocking({
+        let dir = dir.clone();
+        move || host::scaffold::build(&dir)
+    })
+    .await??;
+    let bytes = std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
+    let bench = host::fixtures::Bench::load(bytes, host::bundled::PLUGINS).await?;
+    let (report, passed) = host::fixtures::run_all(&bench, &files).await;
+    println!("{report}");
+    if !passed {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 async fn check_plugin(file: &std::path::Path, no_bundled_plugins: bool) -> anyhow::Result<()> {

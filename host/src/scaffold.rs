@@ -21,6 +21,8 @@ const SDK_FILES: &[(&str, &str)] = &[
     ("src/record.rs", include_str!("../../plugins/plugin-sdk/src/record.rs")),
     ("src/request.rs", include_str!("../../plugins/plugin-sdk/src/request.rs")),
     ("src/response.rs", include_str!("../../plugins/plugin-sdk/src/response.rs")),
+    ("src/routes.rs", include_str!("../../plugins/plugin-sdk/src/routes.rs")),
+    ("src/testing.rs", include_str!("../../plugins/plugin-sdk/src/testing.rs")),
     ("wit/handler.wit", include_str!("../../wit/handler.wit")),
     ("wit/log.wit", include_str!("../../wit/log.wit")),
     ("wit/store.wit", include_str!("../../wit/store.wit")),
@@ -88,6 +90,19 @@ const PROJECT_FILES: &[(&str, &str)] = &[
     (".gitignore", "/target\n"),
 ];
 
+/// The fixtures every project starts with, whatever its language: `tidings plugin test` runs
+/// them (see [`crate::fixtures`]), and they pass as generated.
+const FIXTURE_FILES: &[(&str, &str)] = &[
+    ("tests/admin-lists-all.json", include_str!("../templates/fixtures/admin-lists-all.json.in")),
+    ("tests/anonymous.json", include_str!("../templates/fixtures/anonymous.json.in")),
+    ("tests/create-needs-a-title.json", include_str!("../templates/fixtures/create-needs-a-title.json.in")),
+    ("tests/create.json", include_str!("../templates/fixtures/create.json.in")),
+    ("tests/delete.json", include_str!("../templates/fixtures/delete.json.in")),
+    ("tests/list-own.json", include_str!("../templates/fixtures/list-own.json.in")),
+    ("tests/others-get-404.json", include_str!("../templates/fixtures/others-get-404.json.in")),
+    ("tests/update-keeps-other-fields.json", include_str!("../templates/fixtures/update-keeps-other-fields.json.in")),
+];
+
 /// Write a new project for plugin `name` into `dir` (which must not exist or be empty).
 /// Returns the files written, relative to `dir`.
 pub fn new_project(name: &str, lang: Lang, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
@@ -104,7 +119,7 @@ pub fn new_project(name: &str, lang: Lang, dir: &Path) -> anyhow::Result<Vec<Pat
         };
         (format!("sdk/{path}"), text)
     });
-    let own = PROJECT_FILES.iter().map(|(path, text)| ((*path).to_owned(), names.fill(text)));
+    let own = PROJECT_FILES.iter().chain(FIXTURE_FILES).map(|(path, text)| ((*path).to_owned(), names.fill(text)));
     let mut written = Vec::new();
     for (path, text) in own.chain(sdk) {
         let target = dir.join(&path);

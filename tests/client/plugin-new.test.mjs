@@ -7,7 +7,7 @@ import { before, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
@@ -45,6 +45,7 @@ describe('a new plugin, from `tidings plugin new` to its first live notification
   const srv = useServer();
   let work;
   let wasm;
+  let buggyWasm;
 
   before(async () => {
     work = await mkdtemp(path.join(tmpdir(), 'tidings-plugin-new-'));
@@ -76,6 +77,55 @@ describe('a new plugin, from `tidings plugin new` to its first live notification
     assert.match(checked.stdout, /^bookmark 0\.1\.0: BOOKMARK records at \/api\/v1\/bookmarks$/m);
     assert.match(checked.stdout, /DELETE \/api\/v1\/bookmarks\/:id +signed-in delete/);
     assert.match(checked.stdout, /^ok: /m);
+  });
+
+  srv.test('test: the fixtures pass as generated; a failing one says what differed and why', { timeout: 600_000 }, async () => {
+    const dir = path.join(work, 'bookmark');
+    const env = { CARGO_TARGET_DIR: TEMPLATE_TARGET };
+    const passed = await tidings(['plugin', 'test', dir], env);
+    assert.equal(passed.code, 0, passed.stdout + passed.stderr);
+    assert.match(passed.stdout, /^ok   create\.json: a signed-in user creates a record/m);
+    assert.match(passed.stdout, /^8 passed, 0 failed$/m);
+
+    // A fixture that expects something else: exit 1, and the difference by its path.
+    const wrong = {
+      description: 'expects what the plugin does not do',
+      request: { method: 'POST', path: '/', user: { id: 'alice' }, body: { title: 'First' } },
+      status: 201,
+      body: { title: 'Second' },
+      notifications: [{ event: 'NEW_RECORD', to: ['all', 'admin'] }],
+    };
+    await writeFile(path.join(dir, 'tests', 'zz-wrong.json'), JSON.stringify(wrong));
+    const failed = await tidings(['plugin', 'test', dir], env);
+    assert.equal(failed.code, 1, failed.stdout + failed.stderr);
+    assert.match(failed.stdout, /^FAIL zz-wrong\.json: expects what the plugin does not do$/m);
+    assert.match(failed.stdout, /^ +body\.title: expected "Second", got "First"$/m);
+    assert.match(failed.stdout, /^ +notifications\[0\]\.to\[0\]: expected "all", got "user:alice"$/m);
+    assert.match(failed.stdout, /^8 passed, 1 failed$/m);
+    await rm(path.join(dir, 'tests', 'zz-wrong.json'));
+
+    // A bug in the plugin: the fixture shows the host's answer and the plugin's own output.
+    const lib = path.join(dir, 'src', 'lib.rs');
+    const source = await readFile(lib, 'utf8');
+    await writeFile(
+      lib,
+      source.replace(
+        '|record| require_text(record, "title")',
+        '|record| { if record.get("title").and_then(|t| t.as_str()) == Some("First") { panic!("no firsts here") } require_text(record, "title") }',
+      ),
+    );
+    const buggy = await tidings(['plugin', 'test', dir], env);
+    assert.equal(buggy.code, 1, buggy.stdout + buggy.stderr);
+    assert.match(buggy.stdout, /^FAIL create\.json/m);
+    assert.match(buggy.stdout, /^ +status: expected 201, got 502$/m);
+    assert.match(buggy.stdout, /^ +plugin: output .*no firsts here/m);
+    assert.match(buggy.stdout, /^ +plugin: fault \[errorId [0-9a-f-]+\] trap: /m);
+    const built = await tidings(['plugin', 'build', dir], env);
+    buggyWasm = path.join(work, 'bookmark-buggy.wasm');
+    await copyFile(built.stdout.trim().split('\n').at(-1), buggyWasm);
+    await writeFile(lib, source);
+    const rebuilt = await tidings(['plugin', 'build', dir], env);
+    assert.equal(rebuilt.code, 0, rebuilt.stderr);
   });
 
   srv.test('install, then owner-scoped CRUD with live notifications', async () => {
@@ -128,6 +178,28 @@ describe('a new plugin, from `tidings plugin new` to its first live notification
 
     assertStatus(await api(srv.base, 'DELETE', `/api/v1/bookmarks/${id}`, { cookie: ada.cookie }), 204, 'delete');
     await waitForEvent(adminSocket, 'DELETED_RECORD', (p) => p?.id === id, DELIVERY_MS, 'deleted, to the admins');
+  });
+
+  srv.test('logs: the reason behind an errorId, for the author', async () => {
+    assert.ok(buggyWasm, 'the fixtures test built the buggy version');
+    const admin = { TIDINGS_EMAIL: ADMIN_EMAIL, TIDINGS_PASSWORD: ADMIN_PASSWORD };
+    const swapped = await tidings(['plugin', 'install', buggyWasm, '--server', srv.base], admin);
+    assert.equal(swapped.code, 0, swapped.stderr);
+    const ada = await createUser(srv.base, srv.admin.cookie);
+    const failed = await api(srv.base, 'POST', '/api/v1/bookmarks', { cookie: ada.cookie, body: { title: 'First' } });
+    assertStatus(failed, 502, 'the buggy version traps');
+    assert.deepEqual(Object.keys(failed.body).sort(), ['error', 'errorId'], 'the client learns only the id');
+
+    const one = await tidings(['plugin', 'logs', 'bookmark', '--error-id', failed.body.errorId, '--server', srv.base], admin);
+    assert.equal(one.code, 0, one.stderr);
+    const lines = one.stdout.trim().split('\n');
+    assert.match(lines[0], new RegExp(`^\\S+Z fault +0\\.1\\.0 +\\[errorId ${failed.body.errorId}\\] trap: `));
+    assert.ok(lines.slice(1).every((l) => l.startsWith('    ')), `one entry, its backtrace indented: ${one.stdout}`);
+    const all = await tidings(['plugin', 'logs', 'bookmark', '--server', srv.base], admin);
+    assert.match(all.stdout, /output +0\.1\.0 +.*no firsts here/, 'what the plugin printed (its panic message)');
+
+    const asUser = await api(srv.base, 'GET', '/api/v1/admin/plugins/bookmark/logs', { cookie: ada.cookie });
+    assertStatus(asUser, 403, "a user does not read a plugin's journal");
   });
 
   srv.test('cleanup', async () => {
