@@ -42,6 +42,18 @@ mod page;
 mod record;
 mod request;
 mod response;
+pub mod routes;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
+
+/// Reads of stored records: the host's store in a component, [`testing`]'s on the machine (so
+/// that `cargo test` can run a plugin's handlers).
+mod store {
+    #[cfg(target_arch = "wasm32")]
+    pub(crate) use crate::bindings::tidings::plugin::store::{find, get};
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) use crate::testing::{find, get};
+}
 
 pub use bindings::tidings::plugin::log::Level;
 pub use bindings::tidings::plugin::types::{
@@ -54,13 +66,14 @@ pub use page::{PAGE_DATA_BYTES, Page};
 pub use record::{Query, Record, get, new_id};
 pub use request::{MAX_TEXT_CHARS, Request, field};
 pub use response::Response;
+pub use routes::Route;
 pub use serde_json::{Value, json};
 
 /// Everything a typical plugin uses: `use plugin_sdk::prelude::*;`.
 pub mod prelude {
     pub use crate::{
         Access, Comparison, Descriptor, FieldValue, Method, Notification, Owned, Page, Plugin, PluginError, Query,
-        Record, Request, Response, Result, SocketRequest, Target, TaskRequest, Value, ensure, get, json,
+        Record, Request, Response, Result, Route, SocketRequest, Target, TaskRequest, Value, ensure, get, json,
     };
 }
 
@@ -129,9 +142,13 @@ macro_rules! ensure {
     };
 }
 
-/// Write a line to the host's log, tagged with this plugin's name.
+/// Write a line to the host's log, tagged with this plugin's name, and to the plugin's
+/// journal (`tidings plugin logs`). On the machine (tests), to standard error.
 pub fn log(level: Level, message: &str) {
-    bindings::tidings::plugin::log::log(level, message)
+    #[cfg(target_arch = "wasm32")]
+    bindings::tidings::plugin::log::log(level, message);
+    #[cfg(not(target_arch = "wasm32"))]
+    eprintln!("{level:?} {message}");
 }
 
 impl Descriptor {

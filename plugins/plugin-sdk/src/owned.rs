@@ -198,6 +198,37 @@ mod tests {
         assert!(client_fields(json!([1])).is_err());
     }
 
+    /// The native harness ([`crate::testing`]) runs the collection as a component would run it.
+    #[test]
+    fn owners_and_admins_see_a_record_and_others_get_404() {
+        use crate::testing::{request, seed_at};
+        let bookmarks = Owned::new("BOOKMARK", "bookmarks");
+        let run = |req: Request| bookmarks.handle(&req, |fields| require_text(fields, "title"));
+        seed_at("BOOKMARK", "a2", json!({ "ownerId": "alice", "title": "Second" }), "2026-01-02T00:00:00.000Z");
+        seed_at("BOOKMARK", "a1", json!({ "ownerId": "alice", "title": "First" }), "2026-01-01T00:00:00.000Z");
+        seed_at("BOOKMARK", "b1", json!({ "ownerId": "bob", "title": "Bob's" }), "2026-01-01T00:00:00.000Z");
+
+        let found = run(request("find").user("alice").param("id", "a1").build()).unwrap();
+        assert_eq!((found.status(), found.body_json()["title"].clone()), (200, json!("First")));
+        assert!(matches!(run(request("find").user("bob").param("id", "a1").build()), Err(PluginError::NotFound(_))));
+        let listed = run(request("list").user("alice").build()).unwrap().body_json();
+        assert_eq!(
+            listed,
+            json!([
+                { "id": "a1", "ownerId": "alice", "title": "First", "createdAt": "2026-01-01T00:00:00.000Z", "updatedAt": "2026-01-01T00:00:00.000Z" },
+                { "id": "a2", "ownerId": "alice", "title": "Second", "createdAt": "2026-01-02T00:00:00.000Z", "updatedAt": "2026-01-02T00:00:00.000Z" },
+            ])
+        );
+        assert_eq!(run(request("list").admin("root").build()).unwrap().body_json().as_array().unwrap().len(), 3);
+
+        let changed = run(request("update").user("alice").param("id", "a1").body(json!({ "title": "" })).build());
+        assert!(matches!(changed, Err(PluginError::InvalidInput(_))), "the check runs on update");
+        let deleted = run(request("delete").admin("root").param("id", "b1").build()).unwrap();
+        assert_eq!((deleted.status(), deleted.writes().len()), (204, 1));
+        let targets = &deleted.notifications()[0].targets;
+        assert!(matches!(targets.as_slice(), [Target::User(owner), Target::Admins] if owner == "bob"), "{targets:?}");
+    }
+
     #[test]
     fn required_text() {
         assert!(require_text(&object(json!({ "title": "x" })), "title").is_ok());

@@ -14,7 +14,8 @@ use std::cmp::Ordering;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::bindings::tidings::plugin::{store, types};
+use crate::bindings::tidings::plugin::types;
+use crate::store;
 use crate::{FieldValue, PluginError, Query, Record, Result, StoredRecord};
 
 /// The most bytes of stored record data one page holds: a page ends early when its records

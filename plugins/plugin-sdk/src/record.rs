@@ -4,7 +4,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::bindings::tidings::plugin::{store, types};
+use crate::bindings::tidings::plugin::types;
+use crate::store;
 use crate::{Comparison, Condition, FieldValue, Order, PluginError, Result, StoredRecord};
 
 /// A record of type `T`: the plugin's fields plus the host-owned id, version and timestamps.

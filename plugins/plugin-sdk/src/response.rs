@@ -18,6 +18,26 @@ pub struct Response {
 }
 
 impl Response {
+    /// The status it answers with.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The body as JSON; `Null` when there is none.
+    pub fn body_json(&self) -> serde_json::Value {
+        self.body.as_deref().and_then(|b| serde_json::from_str(b).ok()).unwrap_or_default()
+    }
+
+    /// The writes, in the order the host applies them.
+    pub fn writes(&self) -> &[Write] {
+        &self.writes
+    }
+
+    /// The notifications, in the order the host logs them.
+    pub fn notifications(&self) -> &[Notification] {
+        &self.notifications
+    }
+
     /// 200 with a JSON body.
     pub fn ok(body: &impl Serialize) -> Self {
         Self::with_status(200, body)

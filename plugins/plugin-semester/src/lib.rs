@@ -8,8 +8,8 @@
 use chrono::{DateTime, Utc};
 use plugin_sdk::field;
 use plugin_sdk::{
-    Access, Descriptor, Method, Notification, Plugin, PluginError, Query, Record, Request, Response, Result, Target,
-    Value, ensure, get,
+    Access, Descriptor, Method, Notification, Plugin, PluginError, Query, Record, Request, Response, Result, Route,
+    Target, Value, ensure, get,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Map;
@@ -19,16 +19,21 @@ const SEMESTER: &str = "SEMESTER";
 struct Semesters;
 plugin_sdk::export!(Semesters);
 
+/// Each action once: its route, who may call it, and what serves it. The host enforces the
+/// access before the plugin runs, so the original's admin checks (in the guard and again in
+/// the model) live here and nowhere else.
+const ROUTES: &[Route] = &[
+    Route::new("all", Method::Get, "/", Access::Public, |_| all()),
+    Route::new("find", Method::Get, "/:id", Access::SignedIn, |req| Ok(Response::ok(&find(req)?))),
+    Route::new("create", Method::Post, "/", Access::Admin, create),
+    Route::new("update", Method::Put, "/:id", Access::Admin, update),
+    Route::new("destroy", Method::Delete, "/:id", Access::Admin, destroy),
+];
+
 impl Plugin for Semesters {
     fn describe() -> Descriptor {
-        // The host enforces `Access` before the plugin runs, so the original's admin checks
-        // (in the guard and again in the model) live here and nowhere else.
         Descriptor::new("semester", SEMESTER, "semesters", env!("CARGO_PKG_VERSION"))
-            .action("all", Method::Get, "/", Access::Public)
-            .action("find", Method::Get, "/:id", Access::SignedIn)
-            .action("create", Method::Post, "/", Access::Admin)
-            .action("update", Method::Put, "/:id", Access::Admin)
-            .action("destroy", Method::Delete, "/:id", Access::Admin)
+            .routes(ROUTES)
             // Not queried here, but by the plugins that look up the semester of a date
             // (`start <= date <= end`); the fixed-width date format makes that a text range.
             .index("start")
@@ -36,14 +41,7 @@ impl Plugin for Semesters {
     }
 
     fn handle(req: Request) -> Result<Response> {
-        match req.action() {
-            "all" => all(),
-            "find" => Ok(Response::ok(&find(&req)?)),
-            "create" => create(&req),
-            "update" => update(&req),
-            "destroy" => destroy(&req),
-            other => Err(PluginError::NotFound(format!("no action {other}"))),
-        }
+        plugin_sdk::routes::dispatch(ROUTES, &req)
     }
 }
 
