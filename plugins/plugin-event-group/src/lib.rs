@@ -13,7 +13,7 @@ use events_model::group::{EventGroup, api_group, empty_object};
 use events_model::{Changes, EVENT, EVENT_GROUP};
 use plugin_sdk::{
     Access, Descriptor, FieldValue, Method, Notification, Plugin, PluginError, Query, Record, Request, Response,
-    Result, Target, User, Value, field,
+    Result, Route, Target, User, Value, field,
 };
 use serde::Deserialize;
 use serde_json::Map;
@@ -21,16 +21,24 @@ use serde_json::Map;
 struct EventGroups;
 plugin_sdk::export!(EventGroups);
 
+/// Each action once: its route, who may call it, and what serves it.
+const ROUTES: &[Route] = &[
+    Route::new("all", Method::Get, "/", Access::SignedIn, all),
+    Route::new("create", Method::Post, "/", Access::SignedIn, create),
+    Route::new("find", Method::Get, "/:id", Access::SignedIn, |req| {
+        let group = find(&mut Changes::new(req.now()), req)?;
+        Ok(Response::ok(&api_group(&group)))
+    }),
+    Route::new("update", Method::Put, "/:id", Access::SignedIn, update),
+    Route::new("destroy", Method::Delete, "/:id", Access::SignedIn, destroy),
+    Route::new("events", Method::Get, "/:id/events", Access::SignedIn, events),
+    Route::new("clone", Method::Post, "/:id/clone", Access::SignedIn, clone),
+];
+
 impl Plugin for EventGroups {
     fn describe() -> Descriptor {
         Descriptor::new("event-group", EVENT_GROUP, "event_groups", env!("CARGO_PKG_VERSION"))
-            .action("all", Method::Get, "/", Access::SignedIn)
-            .action("create", Method::Post, "/", Access::SignedIn)
-            .action("find", Method::Get, "/:id", Access::SignedIn)
-            .action("update", Method::Put, "/:id", Access::SignedIn)
-            .action("destroy", Method::Delete, "/:id", Access::SignedIn)
-            .action("events", Method::Get, "/:id/events", Access::SignedIn)
-            .action("clone", Method::Post, "/:id/clone", Access::SignedIn)
+            .routes(ROUTES)
             // Deleting a group may delete its drafts; cloning one clones its events.
             .writes(EVENT)
             // A user's groups, and an event's groups (read by the `event` plugin too).
@@ -39,19 +47,7 @@ impl Plugin for EventGroups {
     }
 
     fn handle(req: Request) -> Result<Response> {
-        match req.action() {
-            "all" => all(&req),
-            "create" => create(&req),
-            "find" => {
-                let group = find(&mut Changes::new(req.now()), &req)?;
-                Ok(Response::ok(&api_group(&group)))
-            }
-            "update" => update(&req),
-            "destroy" => destroy(&req),
-            "events" => events(&req),
-            "clone" => clone(&req),
-            other => Err(PluginError::NotFound(format!("no action {other}"))),
-        }
+        plugin_sdk::routes::dispatch(ROUTES, &req)
     }
 }
 

@@ -20,7 +20,7 @@ use events_model::event::{Event, EventState};
 use events_model::{Changes, DEPARTMENT, EVENT, EVENT_GROUP, JOB, REGISTRATION_PERIOD, SEMESTER, date};
 use plugin_sdk::{
     Access, Comparison, Descriptor, FieldValue, Method, Notification, Page, Plugin, PluginError, Query, Record,
-    Request, Response, Result, SocketRequest, Target, TaskRequest, User, Value, field, get,
+    Request, Response, Result, Route, SocketRequest, Target, TaskRequest, User, Value, field, get,
 };
 use serde::Deserialize;
 use serde_json::Map;
@@ -28,23 +28,28 @@ use serde_json::Map;
 struct Events;
 plugin_sdk::export!(Events);
 
+/// Each action once: its route, who may call it, and what serves it.
+const ROUTES: &[Route] = &[
+    Route::new("all", Method::Get, "/", Access::Public, all),
+    Route::new("find", Method::Get, "/:id", Access::Public, find),
+    Route::new("create", Method::Post, "/", Access::SignedIn, create),
+    Route::new("import", Method::Post, "/import", Access::SignedIn, import::start),
+    Route::new("change_state", Method::Post, "/change_state", Access::SignedIn, state::change_state),
+    Route::new("update_batch", Method::Put, "/", Access::SignedIn, update_batch),
+    Route::new("update", Method::Put, "/:id", Access::SignedIn, update),
+    Route::new("update_meta", Method::Put, "/:id/meta", Access::SignedIn, update_meta),
+    Route::new("normalize_audience", Method::Post, "/:id/normalize_audience", Access::SignedIn, normalize_audience),
+    Route::new("clone", Method::Post, "/:id/clone", Access::SignedIn, clone),
+    Route::new("destroy", Method::Delete, "/:id", Access::SignedIn, destroy),
+    Route::new("destroy_many", Method::Delete, "/", Access::SignedIn, destroy_many),
+    // A user view, outside the collection: the original's `GET /user/events`.
+    Route::new("for_user", Method::Get, "/api/v1/user/events", Access::SignedIn, for_user),
+];
+
 impl Plugin for Events {
     fn describe() -> Descriptor {
         Descriptor::new("event", EVENT, "events", env!("CARGO_PKG_VERSION"))
-            .action("all", Method::Get, "/", Access::Public)
-            .action("find", Method::Get, "/:id", Access::Public)
-            .action("create", Method::Post, "/", Access::SignedIn)
-            .action("import", Method::Post, "/import", Access::SignedIn)
-            .action("change_state", Method::Post, "/change_state", Access::SignedIn)
-            .action("update_batch", Method::Put, "/", Access::SignedIn)
-            .action("update", Method::Put, "/:id", Access::SignedIn)
-            .action("update_meta", Method::Put, "/:id/meta", Access::SignedIn)
-            .action("normalize_audience", Method::Post, "/:id/normalize_audience", Access::SignedIn)
-            .action("clone", Method::Post, "/:id/clone", Access::SignedIn)
-            .action("destroy", Method::Delete, "/:id", Access::SignedIn)
-            .action("destroy_many", Method::Delete, "/", Access::SignedIn)
-            // A user view, outside the collection: the original's `GET /user/events`.
-            .action("for_user", Method::Get, "/api/v1/user/events", Access::SignedIn)
+            .routes(ROUTES)
             .socket_event("events:overlapping")
             // Groups give access and move with the version swap; an import ends a job.
             .writes(EVENT_GROUP)
@@ -69,22 +74,7 @@ impl Plugin for Events {
     }
 
     fn handle(req: Request) -> Result<Response> {
-        match req.action() {
-            "all" => all(&req),
-            "find" => find(&req),
-            "create" => create(&req),
-            "import" => import::start(&req),
-            "change_state" => state::change_state(&req),
-            "update_batch" => update_batch(&req),
-            "update" => update(&req),
-            "update_meta" => update_meta(&req),
-            "normalize_audience" => normalize_audience(&req),
-            "clone" => clone(&req),
-            "destroy" => destroy(&req),
-            "destroy_many" => destroy_many(&req),
-            "for_user" => for_user(&req),
-            other => Err(PluginError::NotFound(format!("no action {other}"))),
-        }
+        plugin_sdk::routes::dispatch(ROUTES, &req)
     }
 
     /// `socket.emit("events:overlapping", eventId, ack)` → `{state: "success", ids: [...]}`.

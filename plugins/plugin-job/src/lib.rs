@@ -13,8 +13,8 @@ use events_model::event::{Event, EventState};
 use events_model::{Changes, EVENT, EVENT_GROUP, JOB};
 use plugin_sdk::field;
 use plugin_sdk::{
-    Access, Descriptor, Method, Notification, Plugin, PluginError, Query, Record, Request, Response, Result, Target,
-    Value, ensure, get,
+    Access, Descriptor, Method, Notification, Plugin, PluginError, Query, Record, Request, Response, Result, Route,
+    Target, Value, ensure, get,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Map;
@@ -22,14 +22,19 @@ use serde_json::Map;
 struct Jobs;
 plugin_sdk::export!(Jobs);
 
+/// Each action once: its route, who may call it, and what serves it. Every action is open to
+/// signed-in users; "owner or admin" is checked per job.
+const ROUTES: &[Route] = &[
+    Route::new("all", Method::Get, "/", Access::SignedIn, all),
+    Route::new("find", Method::Get, "/:id", Access::SignedIn, find_with_events),
+    Route::new("update", Method::Put, "/:id", Access::SignedIn, update),
+    Route::new("destroy", Method::Delete, "/:id", Access::SignedIn, destroy),
+];
+
 impl Plugin for Jobs {
     fn describe() -> Descriptor {
-        // Every action is open to signed-in users; "owner or admin" is checked per job.
         Descriptor::new("job", JOB, "jobs", env!("CARGO_PKG_VERSION"))
-            .action("all", Method::Get, "/", Access::SignedIn)
-            .action("find", Method::Get, "/:id", Access::SignedIn)
-            .action("update", Method::Put, "/:id", Access::SignedIn)
-            .action("destroy", Method::Delete, "/:id", Access::SignedIn)
+            .routes(ROUTES)
             // Deleting a job deletes its events; a hard-deleted event also leaves its groups
             // and its clones, as the original's foreign keys made it.
             .writes(EVENT)
@@ -38,13 +43,7 @@ impl Plugin for Jobs {
     }
 
     fn handle(req: Request) -> Result<Response> {
-        match req.action() {
-            "all" => all(&req),
-            "find" => find_with_events(&req),
-            "update" => update(&req),
-            "destroy" => destroy(&req),
-            other => Err(PluginError::NotFound(format!("no action {other}"))),
-        }
+        plugin_sdk::routes::dispatch(ROUTES, &req)
     }
 }
 

@@ -12,8 +12,8 @@
 use chrono::{DateTime, Utc};
 use plugin_sdk::field;
 use plugin_sdk::{
-    Access, Descriptor, Method, Notification, Plugin, PluginError, Query, Record, Request, Response, Result, Target,
-    Value, ensure, get,
+    Access, Descriptor, Method, Notification, Plugin, PluginError, Query, Record, Request, Response, Result, Route,
+    Target, Value, ensure, get,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Map;
@@ -24,16 +24,21 @@ const DEPARTMENT: &str = "DEPARTMENT";
 struct RegistrationPeriods;
 plugin_sdk::export!(RegistrationPeriods);
 
+/// Each action once: its route, who may call it, and what serves it.
+const ROUTES: &[Route] = &[
+    Route::new("all", Method::Get, "/", Access::SignedIn, |_| all()),
+    Route::new("find", Method::Get, "/:id", Access::SignedIn, |req| Ok(Response::ok(&find(req)?))),
+    Route::new("create", Method::Post, "/", Access::Admin, create),
+    Route::new("update", Method::Put, "/:id", Access::Admin, update),
+    Route::new("destroy", Method::Delete, "/:id", Access::Admin, destroy),
+];
+
 impl Plugin for RegistrationPeriods {
     fn describe() -> Descriptor {
         // The original checks nothing in the model and relies on its route guard; the host
         // enforces the same `Access` before the plugin runs.
         Descriptor::new("registration-period", REGISTRATION_PERIOD, "registration_periods", env!("CARGO_PKG_VERSION"))
-            .action("all", Method::Get, "/", Access::SignedIn)
-            .action("find", Method::Get, "/:id", Access::SignedIn)
-            .action("create", Method::Post, "/", Access::Admin)
-            .action("update", Method::Put, "/:id", Access::Admin)
-            .action("destroy", Method::Delete, "/:id", Access::Admin)
+            .routes(ROUTES)
             // `departmentIds` keeps only ids of existing departments.
             .reads(DEPARTMENT)
             // Queried by the EVENT plugin: the periods of an event's departments.
@@ -41,14 +46,7 @@ impl Plugin for RegistrationPeriods {
     }
 
     fn handle(req: Request) -> Result<Response> {
-        match req.action() {
-            "all" => all(),
-            "find" => Ok(Response::ok(&find(&req)?)),
-            "create" => create(&req),
-            "update" => update(&req),
-            "destroy" => destroy(&req),
-            other => Err(PluginError::NotFound(format!("no action {other}"))),
-        }
+        plugin_sdk::routes::dispatch(ROUTES, &req)
     }
 }
 

@@ -11,8 +11,8 @@
 
 use plugin_sdk::field;
 use plugin_sdk::{
-    Access, Descriptor, Method, Notification, Plugin, PluginError, Query, Record, Request, Response, Result, Target,
-    Value, ensure, get, new_id,
+    Access, Descriptor, Method, Notification, Plugin, PluginError, Query, Record, Request, Response, Result, Route,
+    Target, Value, ensure, get, new_id,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Map;
@@ -24,13 +24,18 @@ const EVENT: &str = "EVENT";
 struct Subscriptions;
 plugin_sdk::export!(Subscriptions);
 
+/// Each action once: its route, who may call it, and what serves it.
+const ROUTES: &[Route] = &[
+    Route::new("create", Method::Post, "/", Access::SignedIn, create),
+    Route::new("update", Method::Put, "/:id", Access::SignedIn, update),
+];
+
 impl Plugin for Subscriptions {
     fn describe() -> Descriptor {
         // The original serves no GET: clients read a subscription as part of their user
         // (`GET /user`, `ApiUser.subscription`).
         Descriptor::new("subscription", SUBSCRIPTION, "subscriptions", env!("CARGO_PKG_VERSION"))
-            .action("create", Method::Post, "/", Access::SignedIn)
-            .action("update", Method::Put, "/:id", Access::SignedIn)
+            .routes(ROUTES)
             // `departmentIds` and `ignoredEventIds` keep only ids of existing records.
             .reads(DEPARTMENT)
             .reads(EVENT)
@@ -39,11 +44,7 @@ impl Plugin for Subscriptions {
     }
 
     fn handle(req: Request) -> Result<Response> {
-        match req.action() {
-            "create" => create(&req),
-            "update" => update(&req),
-            other => Err(PluginError::NotFound(format!("no action {other}"))),
-        }
+        plugin_sdk::routes::dispatch(ROUTES, &req)
     }
 }
 

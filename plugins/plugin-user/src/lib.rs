@@ -9,8 +9,8 @@
 //! or an admin, change the notification flags.
 
 use plugin_sdk::{
-    Access, Descriptor, Method, Notification, Plugin, PluginError, Query, Record, Request, Response, Result, Target,
-    Value, ensure, field, get,
+    Access, Descriptor, Method, Notification, Plugin, PluginError, Query, Record, Request, Response, Result, Route,
+    Target, Value, ensure, field, get,
 };
 use serde::Deserialize;
 use serde_json::Map;
@@ -24,24 +24,24 @@ const UPDATABLE: [&str; 3] = ["notifyOnEventUpdate", "notifyAdminOnReviewRequest
 struct Users;
 plugin_sdk::export!(Users);
 
+/// Each action once: its route, who may call it, and what serves it.
+const ROUTES: &[Route] = &[
+    Route::new("all", Method::Get, "/", Access::SignedIn, all),
+    Route::new("find", Method::Get, "/:id", Access::SignedIn, find),
+    Route::new("update", Method::Put, "/:id", Access::SignedIn, update),
+];
+
 impl Plugin for Users {
     fn describe() -> Descriptor {
         // `POST /users` and `PUT /users/:id/set_role` are the host's routes.
         Descriptor::new("user", USER, "users", env!("CARGO_PKG_VERSION"))
-            .action("all", Method::Get, "/", Access::SignedIn)
-            .action("find", Method::Get, "/:id", Access::SignedIn)
-            .action("update", Method::Put, "/:id", Access::SignedIn)
+            .routes(ROUTES)
             // A user's own entry carries their subscription.
             .reads(SUBSCRIPTION)
     }
 
     fn handle(req: Request) -> Result<Response> {
-        match req.action() {
-            "all" => all(&req),
-            "find" => find(&req),
-            "update" => update(&req),
-            other => Err(PluginError::NotFound(format!("no action {other}"))),
-        }
+        plugin_sdk::routes::dispatch(ROUTES, &req)
     }
 }
 
