@@ -224,16 +224,16 @@ fn placeholder(text: &str) -> Option<&str> {
 }
 
 /// A plugin loaded for fixtures: checked as an install would check it, on a fresh database.
-pub struct Bench {
+pub struct Harness {
     db: Db,
     runtime: Arc<Runtime>,
     pub plugin: Arc<LoadedPlugin>,
 }
 
-impl Bench {
+impl Harness {
     /// Check `component` as an install against `bundled` would, and load it on a new
     /// in-memory database.
-    pub async fn load(component: Vec<u8>, bundled: &[(&str, &[u8])]) -> anyhow::Result<Bench> {
+    pub async fn load(component: Vec<u8>, bundled: &[(&str, &[u8])]) -> anyhow::Result<Harness> {
         let url = format!("sqlite:file:tidings-plugin-test-{}?mode=memory&cache=shared", uuid::Uuid::new_v4());
         let db = Db::connect(Some(&url), Path::new(".")).await.context("opening the in-memory database")?;
         let cache = std::env::temp_dir().join("tidings-plugin-check-cache");
@@ -244,7 +244,7 @@ impl Bench {
             .map_err(|refusal: InstallError| anyhow::anyhow!("an install would refuse it: {refusal}"))?;
         let plugin = Arc::new(checked.plugin);
         crate::prepare_storage(&db, &plugin).await?;
-        Ok(Bench { db, runtime, plugin })
+        Ok(Harness { db, runtime, plugin })
     }
 
     /// Run one fixture's request; the database is as before afterwards.
@@ -264,7 +264,7 @@ impl Bench {
                 bail!("records: {conflict}");
             }
         }
-        let journal_before = self.plugin.journal.entries(None, None).last().map(|e| e.seq);
+        let journal_before = self.plugin.journal.last_seq();
         let (status, body, writes, notifications) = match self.request(fixture, &now)? {
             Err(refused) => answer(refused).await,
             Ok(req) => {
@@ -487,8 +487,8 @@ pub fn files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Run every fixture in `files` against `bench`; returns the report and whether all passed.
-pub async fn run_all(bench: &Bench, files: &[PathBuf]) -> (String, bool) {
+/// Run every fixture in `files` against `harness`; returns the report and whether all passed.
+pub async fn run_all(harness: &Harness, files: &[PathBuf]) -> (String, bool) {
     let mut report = String::new();
     let mut failed = 0;
     for file in files {
@@ -496,7 +496,7 @@ pub async fn run_all(bench: &Bench, files: &[PathBuf]) -> (String, bool) {
         let outcome = async {
             let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
             let fixture: Fixture = serde_json::from_str(&text).context("not a fixture")?;
-            let actual = bench.run(&fixture).await?;
+            let actual = harness.run(&fixture).await?;
             anyhow::Ok((fixture, actual))
         }
         .await;

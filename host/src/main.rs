@@ -260,8 +260,8 @@ async fn test_plugin(dir: std::path::PathBuf) -> anyhow::Result<()> {
     })
     .await??;
     let bytes = std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
-    let bench = host::fixtures::Bench::load(bytes, host::bundled::PLUGINS).await?;
-    let (report, passed) = host::fixtures::run_all(&bench, &files).await;
+    let harness = host::fixtures::Harness::load(bytes, host::bundled::PLUGINS).await?;
+    let (report, passed) = host::fixtures::run_all(&harness, &files).await;
     println!("{report}");
     if !passed {
         std::process::exit(1);

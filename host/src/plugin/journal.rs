@@ -73,6 +73,12 @@ impl Journal {
         }
     }
 
+    /// The `seq` of the latest entry, if any.
+    pub fn last_seq(&self) -> Option<u64> {
+        let guard = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        guard.1.back().map(|e| e.seq)
+    }
+
     /// The entries after `since` (all kept ones without it), oldest first; with `error_id`,
     /// only the fault with that id.
     pub fn entries(&self, since: Option<u64>, error_id: Option<&str>) -> Vec<Entry> {
