@@ -146,7 +146,8 @@ mod tests {
         let mut request = Request::new(axum::body::Body::empty());
         *request.uri_mut() = Uri::from_maybe_shared(slice(path)).unwrap();
         request.headers_mut().insert("cookie", HeaderValue::from_maybe_shared(slice(cookie)).unwrap());
-        request.extensions_mut().insert(OriginalUri(request.uri().clone()));
+        let original = OriginalUri(request.uri().clone());
+        request.extensions_mut().insert(original);
         request
     }
 
