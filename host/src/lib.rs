@@ -52,6 +52,10 @@ use crate::tasks::{TaskRunner, TaskWaker};
 const SOCKET_BUFFER_PACKETS: usize = 1024;
 /// Largest message a client may send over Socket.IO (either transport).
 const SOCKET_MAX_INCOMING_BYTES: u64 = 64 * 1024;
+/// Each WebSocket's read buffer, kept for the socket's life (tungstenite's default is 4 KiB).
+/// Client messages are small (pongs, events with a few arguments); a longer frame still
+/// arrives whole, since the buffer grows to the frame's length once its header is read.
+const SOCKET_READ_BUFFER_BYTES: usize = 1024;
 
 /// Collections the host serves itself; no plugin may claim them.
 pub const RESERVED_COLLECTIONS: &[&str] = &["admin", "auth", "checklogin", "logout", "user"];
@@ -64,7 +68,10 @@ pub mod bundled {
 /// The whole application: HTTP routes, the Socket.IO layer, and the body limit.
 pub fn app(state: AppState, socket_layer: socketioxide::layer::SocketIoLayer) -> Router {
     let body_limit = state.config.max_body_bytes;
-    http::router(state).layer(socket_layer).layer(DefaultBodyLimit::max(body_limit))
+    http::router(state)
+        .layer(socket_layer)
+        .layer(axum::middleware::map_request(realtime::detach_request_head))
+        .layer(DefaultBodyLimit::max(body_limit))
 }
 
 /// A running server.
@@ -116,6 +123,7 @@ impl Server {
             .max_payload(SOCKET_MAX_INCOMING_BYTES)
             .ws_max_message_size(SOCKET_MAX_INCOMING_BYTES as usize)
             .ws_max_frame_size(SOCKET_MAX_INCOMING_BYTES as usize)
+            .ws_read_buffer_size(SOCKET_READ_BUFFER_BYTES)
             .with_state(realtime)
             .build_layer();
         let (notifier, emitter) = Notifier::new(io.clone(), db.clone(), clock.clone(), config.retention)

@@ -47,6 +47,18 @@ describe('socket events with acknowledgements', () => {
     assert.equal((await other.timeout(2000).emitWithAck('notes:count', {})).state, 'success', 'per socket');
   });
 
+  // Each WebSocket reads through a small buffer (1 KiB, the server's per-socket memory); a
+  // message far larger than it, within the 64 KiB limit, still arrives whole.
+  for (const transports of [['websocket'], ['polling']]) {
+    srv.test(`${transports[0]}: a client message of 60 KiB is answered`, async () => {
+      const socket = await srv.connect({ cookie: B.cookie, transports });
+      const ack = await socket.timeout(5000).emitWithAck('notes:count', { blob: 'x'.repeat(60 * 1024) }, 2);
+      assert.equal(ack.state, 'success', JSON.stringify(ack));
+      assert.equal(ack.args, 2, 'both arguments arrived');
+      assert.ok(socket.connected, 'the socket stays connected');
+    });
+  }
+
   srv.test('an oversized client message closes that socket only', async () => {
     const socket = await srv.connect({ cookie: B.cookie });
     const bystander = await srv.connect({ cookie: B.cookie });

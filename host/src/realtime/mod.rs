@@ -8,6 +8,8 @@ mod handlers;
 
 use std::sync::Arc;
 
+use axum::extract::{OriginalUri, Request};
+use axum::http::{HeaderValue, Uri};
 use serde_json::Value;
 use socketioxide::SocketIo;
 use socketioxide::extract::{Extension, SocketRef, State, TryData};
@@ -37,6 +39,34 @@ pub struct RealtimeState {
 
 /// The namespace clients connect to.
 pub const NAMESPACE: &str = "/";
+
+/// Where Engine.IO serves (socketioxide's default).
+const ENGINE_PATH: &str = "/socket.io/";
+
+/// Copy a Socket.IO request's URI (and the router's [`OriginalUri`]) and header values out of
+/// the connection's read buffer. hyper parses them as slices of that buffer (16 KiB once
+/// grown), and Engine.IO keeps each socket's request head for the socket's life, so without
+/// this every idle socket keeps the whole buffer alive; with it, a socket keeps a few hundred
+/// bytes of head. Other requests are left alone: their head is dropped with the request.
+pub async fn detach_request_head(mut request: Request) -> Request {
+    if !request.uri().path().starts_with(ENGINE_PATH) {
+        return request;
+    }
+    if let Ok(uri) = Uri::try_from(request.uri().to_string()) {
+        // axum's router keeps a copy of the URI as it arrived.
+        if let Some(OriginalUri(original)) = request.extensions_mut().get_mut::<OriginalUri>() {
+            *original = uri.clone();
+        }
+        *request.uri_mut() = uri;
+    }
+    for value in request.headers_mut().values_mut() {
+        if let Ok(mut owned) = HeaderValue::from_bytes(value.as_bytes()) {
+            owned.set_sensitive(value.is_sensitive());
+            *value = owned;
+        }
+    }
+    request
+}
 
 /// Register the namespaces: for clients, authenticate, prepare (before `connect` is sent),
 /// then join rooms (replaying what a resuming client missed) and route events; and the
@@ -101,4 +131,50 @@ async fn on_connect(
     };
     admin::socket_connected(&io, &state, &socket, &rooms).await;
     seater.seat(socket, rooms, resume_after, position).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request whose URI and header values are slices of one buffer, as hyper parses them.
+    fn request_in(buffer: &axum::body::Bytes, path: &str, cookie: &str) -> Request {
+        let slice = |text: &str| {
+            let at = buffer.windows(text.len()).position(|w| w == text.as_bytes()).unwrap();
+            buffer.slice(at..at + text.len())
+        };
+        let mut request = Request::new(axum::body::Body::empty());
+        *request.uri_mut() = Uri::from_maybe_shared(slice(path)).unwrap();
+        request.headers_mut().insert("cookie", HeaderValue::from_maybe_shared(slice(cookie)).unwrap());
+        let original = OriginalUri(request.uri().clone());
+        request.extensions_mut().insert(original);
+        request
+    }
+
+    fn points_into(buffer: &[u8], bytes: &[u8]) -> bool {
+        buffer.as_ptr_range().contains(&bytes.as_ptr())
+    }
+
+    #[tokio::test]
+    async fn a_socket_io_request_head_no_longer_points_into_the_read_buffer() {
+        let buffer =
+            axum::body::Bytes::from("GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\ncookie: s=1\r\n\r\n");
+        let request = detach_request_head(request_in(&buffer, "/socket.io/?EIO=4&transport=websocket", "s=1")).await;
+        assert_eq!(request.uri(), "/socket.io/?EIO=4&transport=websocket");
+        assert_eq!(request.headers()["cookie"], "s=1");
+        let original = &request.extensions().get::<OriginalUri>().unwrap().0;
+        assert_eq!(original, request.uri());
+        for bytes in
+            [request.headers()["cookie"].as_bytes(), request.uri().path().as_bytes(), original.path().as_bytes()]
+        {
+            assert!(!points_into(&buffer, bytes));
+        }
+    }
+
+    #[tokio::test]
+    async fn other_requests_are_left_as_they_are() {
+        let buffer = axum::body::Bytes::from("GET /api/v1/departments HTTP/1.1\r\ncookie: s=1\r\n\r\n");
+        let request = detach_request_head(request_in(&buffer, "/api/v1/departments", "s=1")).await;
+        assert!(points_into(&buffer, request.headers()["cookie"].as_bytes()));
+    }
 }
