@@ -15,7 +15,19 @@ both_backends!(
     a_plugin_that_keeps_faulting_is_isolated,
     limits_can_be_set_per_plugin,
     guests_that_try_to_wait_hold_nothing,
+    outgoing_http_is_refused,
 );
+
+/// A component that imports `wasi:http` (as componentize-js output does) loads, and its
+/// outgoing request is refused in the host: the guest sees `HTTP-request-denied`.
+async fn outgoing_http_is_refused(backend: Backend) {
+    let host = TestHost::start(backend).await;
+    let (user, _) = host.user("USER").await;
+    let (status, body) = user.post("/api/v1/faults/fetch", &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["outcome"], "ErrorCode::HttpRequestDenied", "{body}");
+    host.stop().await;
+}
 
 async fn faults_are_contained_and_the_plugin_keeps_serving(backend: Backend) {
     let host = TestHost::start_with(backend, |c| c.limits.timeout = Duration::from_millis(200)).await;
