@@ -16,6 +16,7 @@ both_backends!(
     limits_can_be_set_per_plugin,
     guests_that_try_to_wait_hold_nothing,
     the_reason_behind_an_error_id_is_in_the_plugins_journal,
+    outgoing_http_is_refused,
 );
 
 /// A client that gets a 502 sees only an `errorId`; the plugin's author (an ADMIN) finds the
@@ -66,6 +67,17 @@ async fn the_reason_behind_an_error_id_is_in_the_plugins_journal(backend: Backen
     assert_eq!(user.get(logs).await.0, StatusCode::FORBIDDEN, "admins only");
     assert_eq!(host.anonymous().get(logs).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(admin.get("/api/v1/admin/plugins/nothing/logs").await.0, StatusCode::NOT_FOUND);
+    host.stop().await;
+}
+
+/// A component that imports `wasi:http` (as componentize-js output does) loads, and its
+/// outgoing request is refused in the host: the guest sees `HTTP-request-denied`.
+async fn outgoing_http_is_refused(backend: Backend) {
+    let host = TestHost::start(backend).await;
+    let (user, _) = host.user("USER").await;
+    let (status, body) = user.post("/api/v1/faults/fetch", &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["outcome"], "ErrorCode::HttpRequestDenied", "{body}");
     host.stop().await;
 }
 

@@ -31,6 +31,11 @@ const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// the time the guest runs.
 pub const WALL_FACTOR: u32 = 10;
 
+/// Core instances one plugin may make: a Rust component makes 3 (its module and two shims that
+/// wit-component adds), a JavaScript one (componentize-qjs) 8, a Python one (componentize-py)
+/// 14: its interpreter, libc and the other shared libraries it links at instantiation.
+pub const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
+
 /// The limits applied to every plugin call.
 #[derive(Clone, Debug)]
 pub struct Limits {
@@ -122,7 +127,9 @@ impl Runtime {
     ) -> wasmtime::Result<Arc<Runtime>> {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(limits.max_instances)
-            .total_core_instances(limits.max_instances * 4)
+            // So that a Python or JavaScript plugin serves as many calls at once as a Rust one.
+            // A count only: a core instance's slot costs no memory until it is used.
+            .total_core_instances(limits.max_instances * CORE_INSTANCES_PER_COMPONENT)
             .total_memories(limits.max_instances * 2)
             .total_tables(limits.max_instances * 4)
             // Slots fit the largest cap; each store enforces its plugin's own.
@@ -361,10 +368,11 @@ impl Runtime {
         let output = Output::default();
         let ctx = PluginCtx {
             wasi: WasiCtx::builder().stdout(output.clone()).stderr(output.clone()).build(),
+            http: Default::default(),
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(limits.max_memory)
-                .instances(16)
+                .instances(CORE_INSTANCES_PER_COMPONENT as usize)
                 .tables(16)
                 .table_elements(100_000)
                 .trap_on_grow_failure(true)

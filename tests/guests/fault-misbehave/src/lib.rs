@@ -24,6 +24,7 @@ impl Plugin for Misbehave {
             "other-session",
             "escalate",
             "forge",
+            "fetch",
         ];
         actions.iter().fold(Descriptor::new("fault-misbehave", "FAULT", "faults", "0.1.0"), |d, a| {
             d.action(a, Method::Post, &format!("/{a}"), Access::SignedIn)
@@ -92,6 +93,7 @@ impl Plugin for Misbehave {
                     .insert(&forged)
                     .notify(Notification::created("FAULT", &forged.id, &json).to(Target::All)))
             }
+            "fetch" => Ok(Response::ok(&json!({ "outcome": fetch("https", "example.com", "/") }))),
             other => Err(PluginError::NotFound(format!("no action {other}"))),
         }
     }
@@ -102,4 +104,27 @@ impl Plugin for Misbehave {
 #[allow(unconditional_recursion)]
 fn depth(n: u64) -> u64 {
     std::hint::black_box(depth(n + 1)) + n
+}
+
+/// Send `GET scheme://authority/path` through `wasi:http/outgoing-handler`; what came of it.
+fn fetch(scheme: &str, authority: &str, path: &str) -> String {
+    use wasip2::http::outgoing_handler;
+    use wasip2::http::types::{Fields, OutgoingRequest, Scheme};
+    let request = OutgoingRequest::new(Fields::new());
+    let scheme = if scheme == "https" { Scheme::Https } else { Scheme::Http };
+    let set = request.set_scheme(Some(&scheme)).is_ok()
+        && request.set_authority(Some(authority)).is_ok()
+        && request.set_path_with_query(Some(path)).is_ok();
+    assert!(set, "a valid request");
+    match outgoing_handler::handle(request, None) {
+        Err(code) => format!("{code:?}"),
+        Ok(response) => {
+            response.subscribe().block();
+            match response.get() {
+                Some(Ok(Ok(answer))) => format!("answered {}", answer.status()),
+                Some(Ok(Err(code))) => format!("{code:?}"),
+                _ => "no outcome".into(),
+            }
+        }
+    }
 }
