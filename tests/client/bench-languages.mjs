@@ -8,29 +8,15 @@
 // Not a test: it asserts only that each step succeeds.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { ADMIN_EMAIL, ADMIN_PASSWORD, REPO_ROOT, api, login, serverBinary, startServer } from './harness.mjs';
+import { ADMIN_EMAIL, ADMIN_PASSWORD, TEMPLATE_TARGET, api, login, startServer, tidings } from './harness.mjs';
 
 const MAIN = { rust: 'src/lib.rs', js: 'src/plugin.js', python: 'src/app.py' };
 const args = process.argv.slice(2);
 const langs = args.filter((a) => a in MAIN);
 const requests = Number(args.find((a) => /^\d+$/.test(a))) || 2000;
-
-function tidings(argv, env = {}) {
-  return new Promise((resolve) => {
-    const started = performance.now();
-    const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TIDINGS_')));
-    const child = spawn(serverBinary(), argv, { env: { ...clean, ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('exit', (code) => resolve({ code, stdout, stderr, ms: performance.now() - started }));
-  });
-}
 
 const quantile = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 
@@ -42,7 +28,7 @@ try {
   for (const lang of langs.length ? langs : Object.keys(MAIN)) {
     const name = `bench-${lang}`;
     const dir = path.join(work, name);
-    const env = lang === 'rust' ? { CARGO_TARGET_DIR: path.join(REPO_ROOT, 'target', 'plugin-template') } : {};
+    const env = lang === 'rust' ? { CARGO_TARGET_DIR: TEMPLATE_TARGET } : {};
     assert.equal((await tidings(['plugin', 'new', name, '--lang', lang, '--dir', dir])).code, 0);
     const lines = (await readFile(path.join(dir, MAIN[lang]), 'utf8')).trimEnd().split('\n').length;
     const first = await tidings(['plugin', 'build', dir], env);

@@ -61,6 +61,26 @@ export function serverBinary() {
   return process.env.TIDINGS_BIN || path.join(REPO_ROOT, 'target', 'debug', 'tidings');
 }
 
+/** Where the plugin tests build Rust templates: one target directory, so later builds compile only the project. */
+export const TEMPLATE_TARGET = path.join(REPO_ROOT, 'target', 'plugin-template');
+
+/**
+ * Runs `tidings <args>` (a command, not the server) without the caller's `TIDINGS_*`
+ * variables; resolves with { code, stdout, stderr, ms }.
+ */
+export function tidings(args, env = {}) {
+  return new Promise((resolve) => {
+    const started = performance.now();
+    const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TIDINGS_')));
+    const child = spawn(serverBinary(), args, { env: { ...clean, ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('exit', (code) => resolve({ code, stdout, stderr, ms: Math.round(performance.now() - started) }));
+  });
+}
+
 /**
  * Starts `tidings serve --listen 127.0.0.1:0 --data-dir <fresh temp dir>` and
  * waits until it logs `listening on http://ADDR` (stdout or stderr).

@@ -9,7 +9,6 @@
 
 import { before, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -18,19 +17,18 @@ import {
   ADMIN_EMAIL,
   ADMIN_PASSWORD,
   DELIVERY_MS,
-  REPO_ROOT,
   api,
   assertStatus,
   createUser,
   expectNoEvent,
-  serverBinary,
+  TEMPLATE_TARGET,
+  tidings,
   useServer,
   waitForEvent,
   withRecordId,
 } from './harness.mjs';
 
 /** Rust builds share plugin-new.test.mjs's target directory, so one of the two compiles. */
-const TEMPLATE_TARGET = path.join(REPO_ROOT, 'target', 'plugin-template');
 
 /** The languages, each with its own plugin name so that all three serve side by side. */
 const LANGUAGES = [
@@ -38,20 +36,6 @@ const LANGUAGES = [
   { lang: 'js', name: 'js-bookmark', main: 'src/plugin.js', owned: /new Owned\("JS_BOOKMARK", "js-bookmarks"\)/ },
   { lang: 'python', name: 'py-bookmark', main: 'src/app.py', owned: /Owned\("PY_BOOKMARK", "py-bookmarks"\)/ },
 ];
-
-/** Runs `tidings <args>`; resolves with { code, stdout, stderr, ms }. */
-function tidings(args, env = {}) {
-  return new Promise((resolve) => {
-    const started = Date.now();
-    const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TIDINGS_')));
-    const child = spawn(serverBinary(), args, { env: { ...clean, ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('exit', (code) => resolve({ code, stdout, stderr, ms: Date.now() - started }));
-  });
-}
 
 /**
  * The answers and the owner's notifications as a client sees them, with what differs between

@@ -5,7 +5,6 @@
 
 import { before, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,32 +13,16 @@ import {
   ADMIN_EMAIL,
   ADMIN_PASSWORD,
   DELIVERY_MS,
-  REPO_ROOT,
   api,
   assertStatus,
   createUser,
   expectNoEvent,
-  serverBinary,
+  TEMPLATE_TARGET,
+  tidings,
   useServer,
   waitForEvent,
   withRecordId,
 } from './harness.mjs';
-
-/** Builds share one target directory, so a second run compiles only the project. */
-const TEMPLATE_TARGET = path.join(REPO_ROOT, 'target', 'plugin-template');
-
-/** Runs `tidings <args>`; resolves with { code, stdout, stderr }. */
-function tidings(args, env = {}) {
-  return new Promise((resolve) => {
-    const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TIDINGS_')));
-    const child = spawn(serverBinary(), args, { env: { ...clean, ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 describe('a new plugin, from `tidings plugin new` to its first live notification', () => {
   const srv = useServer();
