@@ -107,8 +107,14 @@ describe('around connect', () => {
     const before = await faults();
     const socket = await connect(srv.base, { cookie: B.cookie });
     const ack = await socket.timeout(10_000).emitWithAck('notes:huge');
-    assert.deepEqual(ack, { state: 'error', message: 'the plugin failed' });
+    assert.equal(ack.state, 'error');
+    const [, errorId] = ack.message.match(/^the plugin failed \(errorId ([0-9a-f-]+)\)$/) ?? [];
+    assert.ok(errorId, `the ack names the fault's errorId: ${ack.message}`);
     assert.equal(await faults(), before + 1, 'the fault was counted');
+    const logs = `/api/v1/admin/plugins/notify-rooms/logs?errorId=${errorId}`;
+    const reason = await api(srv.base, 'GET', logs, { cookie: srv.admin.cookie });
+    assertStatus(reason, 200, 'the journal');
+    assert.match(reason.body[0]?.message ?? '', /^invalid output: the reply has \d+ bytes/, 'the reason is in the journal');
     assert.equal((await socket.timeout(2_000).emitWithAck('notes:count', {})).state, 'success', 'serves on');
   });
 });
