@@ -132,30 +132,18 @@ pub(crate) fn find(q: &types::Query) -> Result<Vec<StoredRecord>, StoreError> {
             .cloned()
             .collect()
     });
-    let order = |a: &StoredRecord, b: &StoredRecord| {
-        let by_field = match &q.order_by {
-            Some(o) => {
-                let ordering = nulls_first(&field(a, &o.field), &field(b, &o.field));
-                if o.descending { ordering.reverse() } else { ordering }
-            }
-            None => Ordering::Equal,
-        };
-        by_field.then_with(|| a.id.cmp(&b.id))
+    // A record's place in the order: the order field's value (none without `order-by`), then
+    // its id; a keyset position is such a place.
+    let key = |r: &StoredRecord| (q.order_by.as_ref().map_or(Value::Null, |o| field(r, &o.field)), r.id.clone());
+    let order = |(a, a_id): &(Value, String), (b, b_id): &(Value, String)| {
+        let by_field = nulls_first(a, b);
+        let by_field = if q.order_by.as_ref().is_some_and(|o| o.descending) { by_field.reverse() } else { by_field };
+        by_field.then_with(|| a_id.cmp(b_id))
     };
-    found.sort_by(order);
+    found.sort_by(|a, b| order(&key(a), &key(b)));
     if let Some(after) = &q.after {
-        let position = StoredRecord {
-            record_type: q.record_type.clone(),
-            id: after.id.clone(),
-            data: match &q.order_by {
-                Some(o) => Value::Object([(o.field.clone(), json(&after.value))].into_iter().collect()).to_string(),
-                None => "{}".into(),
-            },
-            version: 0,
-            created_at: String::new(),
-            updated_at: String::new(),
-        };
-        found.retain(|r| order(r, &position) == Ordering::Greater);
+        let position = (json(&after.value), after.id.clone());
+        found.retain(|r| order(&key(r), &position) == Ordering::Greater);
     }
     if let Some(limit) = q.limit {
         found.truncate(limit as usize);
@@ -244,6 +232,13 @@ mod tests {
         assert_eq!(ids(Query::new("NOTE").contains("tags", "b")), ["n1"]);
         assert_eq!(ids(Query::new("NOTE").is_in("id", ["n3", "x"])), ["n3"]);
         assert_eq!(ids(Query::new("NOTE").order_by("createdAt")), ["n3", "n1", "n2"], "seeded at NOW sorts first");
+        let second_page = |q: Query| {
+            let mut q = q;
+            q.0.after =
+                Some(types::Position { value: FieldValue::Text("2026-01-01T12:00:00.000Z".into()), id: "n1".into() });
+            ids(q)
+        };
+        assert_eq!(second_page(Query::new("NOTE").order_by("createdAt")), ["n2"], "a keyset position on createdAt");
         assert!(crate::get::<Value>("NOTE", "n9").unwrap().is_none());
         clear();
         assert!(ids(Query::new("NOTE")).is_empty());
