@@ -114,7 +114,7 @@ pub async fn find(
         Ok(compiled) => compiled,
         Err(e) => return Ok(Err(e)),
     };
-    let mut q = sqlx::query_as::<_, StoredRecord>(AssertSqlSafe(compiled.sql)).bind(query.record_type.clone());
+    let mut q = sqlx::query_as::<_, StoredRecord>(AssertSqlSafe(compiled.sql));
     for value in compiled.binds {
         q = match value {
             Bind::Text(s) => q.bind(s),
@@ -332,9 +332,10 @@ pub async fn ensure_element_indexes(db: &Db, record_type: &str, fields: &[String
 /// `eq` on `field` ordered by the next), if it is missing.
 pub async fn ensure_index(db: &Db, record_type: &str, field: &str, then_by: &[String]) -> Result<()> {
     let corrupt = |e: RecordError| Error::Corrupt(e.to_string());
-    // On (record_type, keys) rather than partial, so that it serves queries where the record
-    // type is a bound parameter; `id` last, so that it also yields the ties' `id` order and
-    // serves paging (`compile_after`). Its columns sort as `compile` orders.
+    // Partial, on the records of `record_type` only (`compile` names the type in each query):
+    // a write changes the indexes of its own type and no other's. `id` last, so that it also
+    // yields the ties' `id` order and serves paging (`compile_after`). Its columns sort as
+    // `compile` orders.
     let mut keys = String::new();
     for field in std::iter::once(field).chain(then_by.iter().map(String::as_str)) {
         let key = match (db.dialect, column(field)) {
@@ -345,7 +346,7 @@ pub async fn ensure_index(db: &Db, record_type: &str, field: &str, then_by: &[St
         let _ = write!(keys, "{key}, ");
     }
     let fields = std::iter::once(field).chain(then_by.iter().map(String::as_str)).collect::<Vec<_>>().join("__");
-    let name = index_name("records_ox_", record_type, &fields);
+    let name = index_name("records_px_", record_type, &fields);
     // Under the write lock, so that nodes loading the same plugin at once take turns
     // (concurrent `CREATE INDEX IF NOT EXISTS` of one name can fail on PostgreSQL).
     let mut tx = db.begin_write().await?;
@@ -356,12 +357,20 @@ pub async fn ensure_index(db: &Db, record_type: &str, field: &str, then_by: &[St
     .bind(&name)
     .fetch_one(&mut *tx)
     .await?;
-    let sql = format!("CREATE INDEX IF NOT EXISTS {name} ON records (record_type, {keys}{})", id_key(db.dialect));
+    let sql = format!(
+        "CREATE INDEX IF NOT EXISTS {name} ON records ({keys}{}) WHERE record_type = {}",
+        id_key(db.dialect),
+        text_literal(record_type)
+    );
     sqlx::query(AssertSqlSafe(sql)).execute(&mut *tx).await?;
-    // The index of this field before orders were bytewise with nulls first (same columns on
-    // SQLite): it serves nothing now.
+    // The indexes of this field before serve nothing now: the one on every record
+    // (`records_ox_`, whose entries every write of any type paid for), and the one from
+    // before orders were bytewise with nulls first.
+    let mut before = vec![index_name("records_ox_", record_type, &fields)];
     if then_by.is_empty() {
-        let before = index_name("records_ix_", record_type, field);
+        before.push(index_name("records_ix_", record_type, field));
+    }
+    for before in before {
         sqlx::query(AssertSqlSafe(format!("DROP INDEX IF EXISTS {before}"))).execute(&mut *tx).await?;
     }
     tx.commit().await?;
@@ -389,6 +398,11 @@ pub(super) async fn ensure_id_index(conn: &mut sqlx::AnyConnection) -> Result<()
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// `text` as an SQL string literal (quotes doubled), for both backends.
+fn text_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }
 
 fn index_name(prefix: &str, record_type: &str, field: &str) -> String {
@@ -519,11 +533,14 @@ fn comparand(dialect: Dialect, field: &str, value: &Value, n: usize) -> Result<(
 }
 
 fn compile(dialect: Dialect, element_fields: &[String], query: &Query) -> Result<Compiled, RecordError> {
-    let mut sql = format!("SELECT {COLUMNS} FROM records WHERE record_type = $1");
+    // The record type is written into the SQL, not bound: the field indexes are partial, one
+    // record type's each, and a planner can use one only for a query that names its type.
+    let record_type = text_literal(&query.record_type);
+    let mut sql = format!("SELECT {COLUMNS} FROM records WHERE record_type = {record_type}");
     let mut binds = Vec::new();
     for condition in &query.conditions {
         if matches!(condition.op, Op::In | Op::Contains) {
-            compile_list(dialect, element_fields, condition, &mut sql, &mut binds)?;
+            compile_list(dialect, element_fields, &record_type, condition, &mut sql, &mut binds)?;
             continue;
         }
         if matches!(condition.value, Value::Texts(_)) {
@@ -552,7 +569,7 @@ fn compile(dialect: Dialect, element_fields: &[String], query: &Query) -> Result
         // Order comparisons use the order's collation; equality needs none (and so keeps
         // the primary key's index).
         let expr = if matches!(condition.op, Op::Eq | Op::Ne) { expr } else { sort_expr(dialect, &condition.field)? };
-        let (placeholder, bind) = comparand(dialect, &condition.field, &condition.value, binds.len() + 2)?;
+        let (placeholder, bind) = comparand(dialect, &condition.field, &condition.value, binds.len() + 1)?;
         let _ = write!(sql, " AND {expr} {op} {placeholder}");
         binds.push(bind);
     }
@@ -594,7 +611,7 @@ fn compile_after(
     binds: &mut Vec<Bind>,
 ) -> Result<(), RecordError> {
     let id = id_key(dialect);
-    let n = binds.len() + 2;
+    let n = binds.len() + 1;
     binds.push(Bind::Text(after.id.clone()));
     let Some((field, descending)) = order_by else {
         let _ = write!(sql, " AND {id} > ${n}");
@@ -629,6 +646,7 @@ fn compile_after(
 fn compile_list(
     dialect: Dialect,
     element_fields: &[String],
+    record_type: &str,
     condition: &Condition,
     sql: &mut String,
     binds: &mut Vec<Bind>,
@@ -646,7 +664,7 @@ fn compile_list(
         return Ok(());
     }
     let mut placeholders = String::new();
-    let first = binds.len() + 2;
+    let first = binds.len() + 1;
     let cast = |n: usize| match (dialect, condition.op, column(&condition.field)) {
         // Record fields are jsonb on PostgreSQL: compare with JSON strings.
         (Dialect::Postgres, Op::In, None) => format!("CAST(${n} AS jsonb)"),
@@ -678,7 +696,7 @@ fn compile_list(
             }
             let _ = write!(
                 sql,
-                " AND id IN (SELECT e.id FROM record_elements e WHERE e.record_type = $1 AND e.field = ${first} \
+                " AND id IN (SELECT e.id FROM record_elements e WHERE e.record_type = {record_type} AND e.field = ${first} \
                  AND e.element IN ({placeholders}))"
             );
         }
@@ -712,7 +730,7 @@ mod tests {
     fn host_columns_compare_with_text_only() {
         assert!(compile(Dialect::Sqlite, &[], &query("createdAt", Value::Int(1))).is_err());
         let ok = compile(Dialect::Postgres, &[], &query("createdAt", Value::Text("2026".into()))).unwrap();
-        assert!(ok.sql.contains("created_at = $2"), "{}", ok.sql);
+        assert!(ok.sql.contains("created_at = $1"), "{}", ok.sql);
     }
 
     #[test]
@@ -823,9 +841,9 @@ mod tests {
 
     #[test]
     fn index_names_are_identifiers_within_postgres_limits() {
-        let name = index_name("records_ox_", "EVENT_GROUP", &"x".repeat(64));
+        let name = index_name("records_px_", "EVENT_GROUP", &"x".repeat(64));
         assert!(name.len() <= 63);
         assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
-        assert_ne!(index_name("records_ox_", "A", "ab"), index_name("records_ox_", "A", "aB"));
+        assert_ne!(index_name("records_px_", "A", "ab"), index_name("records_px_", "A", "aB"));
     }
 }
