@@ -120,15 +120,26 @@ async fn read_once(
     Ok(Outcome { status: checked.status, body: checked.body, notifications: Vec::new(), tasks: 0, next: None })
 }
 
-/// Apply a checked response inside `tx` (writes with their version checks, the notification
-/// log, the tasks it asked for), without committing; on an error the caller rolls back.
+/// A checked response applied inside a transaction, whose notifications are not logged yet:
+/// the write pipeline logs those of a whole batch at once ([`log`]), which gives them their
+/// offsets.
+pub struct Applied {
+    /// The outcome, without its notifications.
+    pub outcome: Outcome,
+    /// The notifications to log, in order, each with the host's stamps on its record.
+    pub notifications: Vec<CheckedNotification>,
+}
+
+/// Apply a checked response inside `tx` (writes with their version checks, the tasks it
+/// asked for), without committing or logging its notifications; on an error the caller
+/// rolls back.
 pub async fn apply(
     tx: &mut db::Tx,
     db: &Db,
     plugin: &LoadedPlugin,
     checked: Checked,
     now: &str,
-) -> Result<Outcome, DispatchError> {
+) -> Result<Applied, DispatchError> {
     // What the host stamped on each record written: notified copies carry the same.
     let mut stamped = HashMap::new();
     for write in &checked.writes {
@@ -148,8 +159,8 @@ pub async fn apply(
             Err(err) => return Err(err.into()),
         }
     }
-    let mut logged = Vec::with_capacity(checked.notifications.len());
-    for mut n in checked.notifications {
+    let mut notifications = checked.notifications;
+    for n in &mut notifications {
         let stamp = match n.payload.get("record").and_then(|r| r.get("id")) {
             Some(Value::String(id)) => stamped.get(&(n.record_type.as_str(), id.as_str())).cloned().flatten(),
             _ => None,
@@ -160,7 +171,6 @@ pub async fn apply(
             record.insert("createdAt".into(), stamp.created_at.clone().into());
             record.insert("updatedAt".into(), stamp.updated_at.clone().into());
         }
-        logged.push(append_notification(tx, n, now).await?);
     }
     for task in &checked.tasks {
         let stored = db::tasks::StoredTask {
@@ -174,13 +184,25 @@ pub async fn apply(
         };
         db::tasks::insert(tx, &stored).await?;
     }
-    Ok(Outcome {
+    let outcome = Outcome {
         status: checked.status,
         body: checked.body,
-        notifications: logged,
+        notifications: Vec::new(),
         tasks: checked.tasks.len(),
         next: None,
-    })
+    };
+    Ok(Applied { outcome, notifications })
+}
+
+/// How many statements [`apply`] runs for `checked`, at most: a job of one statement
+/// needs no savepoint on SQLite, where a statement that fails changes nothing and leaves the
+/// transaction usable.
+pub fn statements(db: &Db, checked: &Checked) -> usize {
+    let element_indexed = checked.writes.iter().any(|write| {
+        let (records::Write::Upsert { record_type, .. } | records::Write::Delete { record_type, .. }) = write;
+        !db.elements.of(record_type).is_empty()
+    });
+    checked.writes.len() + checked.tasks.len() + if element_indexed { checked.writes.len() } else { 0 }
 }
 
 /// `USER` records mirror the host's accounts: a plugin (with the grant) may change the other
@@ -212,20 +234,40 @@ pub async fn append_notification(
     n: CheckedNotification,
     now: &str,
 ) -> Result<LoggedNotification, db::Error> {
-    let seq = log::next_seq(tx).await?;
-    let mut payload = n.payload;
-    payload.insert("offset".into(), seq.into());
-    let entry = LoggedNotification {
-        seq,
-        event: n.event.into(),
-        record_type: n.record_type,
-        payload: Value::Object(payload).to_string(),
-        targets: Value::from(n.rooms).to_string(),
-        exclude_socket: n.exclude_socket,
-        created_at: now.to_owned(),
-    };
-    log::append(tx, &entry).await?;
-    Ok(entry)
+    let logged = log(tx, vec![(n, now.to_owned())]).await?;
+    logged.into_iter().next().ok_or_else(|| db::Error::Corrupt("a logged notification went missing".into()))
+}
+
+/// Append notifications (each with its `createdAt`) to the log inside `tx`, in order, giving
+/// them the next offsets: one counter update and one insert per hundred, however many.
+pub async fn log(
+    tx: &mut db::Tx,
+    notifications: Vec<(CheckedNotification, String)>,
+) -> Result<Vec<LoggedNotification>, db::Error> {
+    if notifications.is_empty() {
+        return Ok(Vec::new());
+    }
+    let count = i64::try_from(notifications.len()).unwrap_or(i64::MAX);
+    let first = log::take_seqs(tx, count).await? - count + 1;
+    let entries: Vec<LoggedNotification> = notifications
+        .into_iter()
+        .zip(first..)
+        .map(|((n, created_at), seq)| {
+            let mut payload = n.payload;
+            payload.insert("offset".into(), seq.into());
+            LoggedNotification {
+                seq,
+                event: n.event.into(),
+                record_type: n.record_type,
+                payload: Value::Object(payload).to_string(),
+                targets: Value::from(n.rooms).to_string(),
+                exclude_socket: n.exclude_socket,
+                created_at,
+            }
+        })
+        .collect();
+    log::append(tx, &entries).await?;
+    Ok(entries)
 }
 
 /// A plugin's answer to a socket event, under the rules of any plugin output: JSON of at

@@ -397,7 +397,16 @@ impl Harness {
                     }
                 }
             }
-            let outcome = dispatch::apply(&mut tx, &self.db, &self.plugin, checked, now).await;
+            let outcome = match dispatch::apply(&mut tx, &self.db, &self.plugin, checked, now).await {
+                Ok(applied) => {
+                    let unlogged = applied.notifications.into_iter().map(|n| (n, now.to_owned())).collect();
+                    dispatch::log(&mut tx, unlogged)
+                        .await
+                        .map(|notifications| dispatch::Outcome { notifications, ..applied.outcome })
+                        .map_err(DispatchError::from)
+                }
+                Err(err) => Err(err),
+            };
             return match outcome {
                 Ok(outcome) => {
                     let body = outcome.body.map(|b| serde_json::from_str(&b).unwrap_or(Value::Null));

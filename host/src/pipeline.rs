@@ -4,21 +4,25 @@
 //!
 //! ```text
 //! BEGIN (the write lock)
-//!   job 1: plugin call → checks → writes → log → stored tasks
+//!   job 1: plugin call → checks → writes → stored tasks
 //!   job 2: plugin call (sees job 1's writes) → checks → SAVEPOINT → writes … → RELEASE
 //!   job 3: plugin call → checks → SAVEPOINT → writes (a version conflict) → ROLLBACK TO
+//!   job 4: plugin call → checks → one write (SQLite: no savepoint needed)
 //!   …      jobs that arrive while the batch runs join it, up to MAX_BATCH / MAX_BATCH_TIME
+//!   the notifications of jobs 1, 2 and 4 → the log, with the next offsets, in one insert
 //! COMMIT (one fsync) → answer every job → hand the notifications to the emitter, in order
 //! ```
 //!
 //! A job refused by its plugin or by the checks has written nothing; a savepoint guards the
 //! writes of a job once the transaction holds earlier jobs' writes (the first job's failed
-//! writes roll back the whole, still otherwise empty, transaction).
+//! writes roll back the whole, still otherwise empty, transaction). On SQLite a job whose
+//! writes are one statement needs none: a statement that fails there has changed nothing and
+//! the transaction goes on (on PostgreSQL a failed statement aborts the transaction).
 //!
 //! Each job still sees the writes of those before it and fails alone: a refused or faulting
 //! job writes, logs and notifies nothing. Nobody is answered before the commit, so an
-//! acknowledged write is durable. Offsets are taken inside each job's savepoint, so a job
-//! rolled back gives its offsets back and the log stays gapless, in commit order.
+//! acknowledged write is durable. Offsets are given to the notifications of the jobs that
+//! applied, in job order, just before the commit, so the log stays gapless, in commit order.
 //!
 //! Plugins are pure controllers (their inputs are the request and their reads), so a batch the
 //! database aborts for a transient reason, or whose transaction breaks, is simply run again.
@@ -29,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::db::{self, Db};
+use crate::db::{self, Db, Dialect};
 use crate::dispatch::{self, DispatchError, Outcome};
 use crate::notifications::Notifier;
 use crate::plugin::{self, LoadedPlugin, Runtime, types};
@@ -76,6 +80,16 @@ pub struct PipelineStats {
     pub batches: AtomicU64,
     /// Jobs answered from committed batches.
     pub jobs: AtomicU64,
+}
+
+impl Work {
+    /// The time the change happens at, as the plugin was told.
+    fn now(&self) -> &str {
+        match self {
+            Work::Request { req, .. } => &req.now,
+            Work::Task { req, .. } => &req.now,
+        }
+    }
 }
 
 impl Pipeline {
@@ -186,6 +200,8 @@ impl Committer {
         // again), which saves two round trips on an idle server.
         let mut holds_writes = false;
         let mut results = Vec::with_capacity(jobs.len());
+        // The notifications of the jobs applied, in order, logged together before the commit.
+        let mut unlogged = Vec::new();
         let mut i = 0;
         while i < jobs.len() {
             let (result, back, writes) = self.job(&jobs[i].work, tx, holds_writes).await;
@@ -194,14 +210,18 @@ impl Committer {
             let result = match (result, writes) {
                 // The database failed, not the job: the batch is run again.
                 (Err(DispatchError::Db(err) | DispatchError::Plugin(plugin::Error::Host(err))), _) => return Err(err),
-                (Ok(outcome), writes) => {
+                (Ok(applied), writes) => {
                     if writes == Writes::InSavepoint {
                         sqlx::query("RELEASE SAVEPOINT job").execute(&mut *tx).await?;
                     }
                     holds_writes |= writes != Writes::None;
-                    Ok(outcome)
+                    Ok(applied.map(|applied| {
+                        let now = jobs[i].work.now().to_owned();
+                        unlogged.extend(applied.notifications.into_iter().map(|n| (n, now.clone())));
+                        (applied.outcome, unlogged.len())
+                    }))
                 }
-                (Err(refused), Writes::None) => Err(refused),
+                (Err(refused), Writes::None | Writes::OneStatement) => Err(refused),
                 (Err(refused), Writes::InSavepoint) => {
                     sqlx::query("ROLLBACK TO SAVEPOINT job").execute(&mut *tx).await?;
                     sqlx::query("RELEASE SAVEPOINT job").execute(&mut *tx).await?;
@@ -224,14 +244,36 @@ impl Committer {
                 jobs.push(job);
             }
         }
+        // Each applied job's outcome gets its own notifications back, now with offsets.
+        let mut logged = dispatch::log(&mut tx, unlogged).await?.into_iter();
+        let mut taken = 0;
+        let results = results
+            .into_iter()
+            .map(|result| {
+                result.map(|applied| {
+                    applied.map(|(mut outcome, end)| {
+                        outcome.notifications = logged.by_ref().take(end - taken).collect();
+                        taken = end;
+                        outcome
+                    })
+                })
+            })
+            .collect();
         tx.commit().await?;
+        self.db.wal_written();
         Ok(results)
     }
 
     /// One job inside the batch's transaction: its result, the transaction (unless it was
     /// lost), and whether it wrote and how. Its writes are in a savepoint when
-    /// `protect` (the transaction holds earlier jobs' writes).
-    async fn job(&self, work: &Work, mut tx: db::Tx, protect: bool) -> (Done, Option<db::Tx>, Writes) {
+    /// `protect` (the transaction holds earlier jobs' writes) and they take more than one
+    /// statement or run on PostgreSQL (where a failed statement aborts the transaction).
+    async fn job(
+        &self,
+        work: &Work,
+        mut tx: db::Tx,
+        protect: bool,
+    ) -> (Result<Option<dispatch::Applied>, DispatchError>, Option<db::Tx>, Writes) {
         // The plugin's checked output, and how far the job has written before applying it.
         let (plugin, checked, now, mut writes) = match work {
             Work::Request { plugin, req } => {
@@ -276,9 +318,13 @@ impl Committer {
         };
         self.runtime.record_outcome(plugin, false);
         if writes == Writes::None {
-            writes = match Writes::begin(&mut tx, protect).await {
-                Ok(writes) => writes,
-                Err(err) => return (Err(err.into()), Some(tx), Writes::None),
+            writes = if protect && self.db.dialect == Dialect::Sqlite && dispatch::statements(&self.db, &checked) <= 1 {
+                Writes::OneStatement
+            } else {
+                match Writes::begin(&mut tx, protect).await {
+                    Ok(writes) => writes,
+                    Err(err) => return (Err(err.into()), Some(tx), Writes::None),
+                }
             };
         }
         let done = dispatch::apply(&mut tx, &self.db, plugin, checked, now).await.map(Some);
@@ -295,6 +341,9 @@ enum Writes {
     InSavepoint,
     /// Without a savepoint: the transaction held nothing before them.
     Unprotected,
+    /// In one statement, without a savepoint: on SQLite a statement that fails (a version
+    /// check, a constraint) has changed nothing, and the transaction goes on.
+    OneStatement,
 }
 
 impl Writes {

@@ -20,6 +20,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Transaction};
+use tokio::sync::mpsc;
 
 /// The embedded migrations (`/migrations`), shared by both backends.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
@@ -72,6 +73,9 @@ pub enum Dialect {
 #[derive(Clone, Debug)]
 pub struct Db {
     pub pool: AnyPool,
+    /// Where writing transactions run ([`Db::begin_write`]): on SQLite a pool of one
+    /// connection, on PostgreSQL the same pool as [`Db::pool`].
+    writer: AnyPool,
     pub dialect: Dialect,
     /// The element-indexed array fields, by record type.
     pub elements: records::ElementFields,
@@ -79,6 +83,8 @@ pub struct Db {
     pub node: Arc<str>,
     /// The PostgreSQL URL, for the connection that listens to the other nodes.
     listen_url: Option<String>,
+    /// Tells the SQLite checkpointer that the WAL grew.
+    checkpoint: Option<mpsc::Sender<()>>,
 }
 
 impl Db {
@@ -103,45 +109,40 @@ impl Db {
             }
         };
         let options = AnyConnectOptions::from_str(&url)?;
-        let pool = match dialect {
+        let (pool, writer) = match dialect {
             Dialect::Sqlite => {
-                AnyPoolOptions::new()
-                    .max_connections(8)
-                    // An embedded database cannot drop a connection; the ping before each
-                    // acquire would only cost a round trip to the connection's worker thread.
-                    .test_before_acquire(false)
-                    .after_connect(|conn, _| {
-                        Box::pin(async move {
-                            // WAL lets readers run beside the one writer; FULL syncs the WAL on
-                            // every commit, so an acknowledged write survives a power loss.
-                            conn.execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
-                            )
-                            .await?;
-                            Ok(())
-                        })
-                    })
-                    .connect_with(options)
-                    .await?
+                // Readers share a pool; writers take turns on one connection of their own.
+                // Its page cache stays warm from one transaction to the next (no other
+                // connection writes in between), and a writer waiting for the lock waits in
+                // the pool's queue, woken as soon as it is free, instead of sleeping in
+                // SQLite's busy handler.
+                let pool = sqlite_pool(8, true).connect_with(options.clone()).await?;
+                let writer = sqlite_pool(1, false).connect_with(options).await?;
+                (pool, writer)
             }
             Dialect::Postgres => {
-                AnyPoolOptions::new()
+                let pool = AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(10))
                     .connect_with(options)
-                    .await?
+                    .await?;
+                (pool.clone(), pool)
             }
         };
-        let db = Db {
+        let mut db = Db {
             pool,
+            writer,
             dialect,
             elements: records::ElementFields::default(),
             node: uuid::Uuid::new_v4().to_string().into(),
             listen_url: (dialect == Dialect::Postgres).then_some(url),
+            checkpoint: None,
         };
         match dialect {
-            Dialect::Sqlite => MIGRATOR.run(&db.pool).await?,
+            Dialect::Sqlite => {
+                MIGRATOR.run(&db.writer).await?;
+                db.checkpoint = Some(spawn_checkpointer(db.pool.clone()));
+            }
             Dialect::Postgres => {
                 // Nodes started at the same moment take turns: the first migrates, the others
                 // find the schema current.
@@ -168,13 +169,22 @@ impl Db {
     /// as "this name is free") still hold when its writes land. Readers never wait.
     pub async fn begin_write(&self) -> Result<Tx> {
         Ok(match self.dialect {
-            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Dialect::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
             Dialect::Postgres => {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(WRITE_LOCK_KEY).execute(&mut *tx).await?;
                 tx
             }
         })
+    }
+
+    /// Say that a writing transaction committed: on SQLite, the checkpointer copies the WAL
+    /// back into the database a little later, off the writers' path.
+    pub fn wal_written(&self) {
+        if let Some(checkpoint) = &self.checkpoint {
+            // Full means a checkpoint is already due.
+            let _ = checkpoint.try_send(());
+        }
     }
 
     /// Begin a read-only transaction: one consistent snapshot for a GET.
@@ -190,6 +200,59 @@ impl Db {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+}
+
+/// The options of a pool of SQLite connections; without `checkpoints`, a commit never copies
+/// the WAL back into the database (see [`Db::wal_written`]).
+fn sqlite_pool(max_connections: u32, checkpoints: bool) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(max_connections)
+        // An embedded database cannot drop a connection; the ping before each acquire would
+        // only cost a round trip to the connection's worker thread.
+        .test_before_acquire(false)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                // WAL lets readers run beside the one writer; FULL syncs the WAL on every
+                // commit, so an acknowledged write survives a power loss. Pages are read
+                // through a memory map rather than copied by a read call each.
+                conn.execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
+                     PRAGMA mmap_size = 268435456;",
+                )
+                .await?;
+                if !checkpoints {
+                    conn.execute("PRAGMA wal_autocheckpoint = 0;").await?;
+                }
+                Ok(())
+            })
+        })
+}
+
+/// How long the checkpointer lets writes gather before it copies them into the database.
+const CHECKPOINT_DELAY: Duration = Duration::from_millis(100);
+/// How often it looks anyway, for writes it was not told about.
+const CHECKPOINT_IDLE: Duration = Duration::from_secs(10);
+
+/// Copy the WAL back into the database on one of `pool`'s connections, a little after each
+/// [`Db::wal_written`], until the last [`Db`] is gone. A passive checkpoint waits for nobody
+/// and runs beside the writer, so a commit never pays for one (by default the commit that
+/// passes 1,000 pages of WAL does, holding every writer behind it).
+fn spawn_checkpointer(pool: AnyPool) -> mpsc::Sender<()> {
+    let (written, mut told) = mpsc::channel(1);
+    tokio::spawn(async move {
+        loop {
+            match tokio::time::timeout(CHECKPOINT_IDLE, told.recv()).await {
+                Ok(None) => return,
+                Ok(Some(())) => tokio::time::sleep(CHECKPOINT_DELAY).await,
+                Err(_idle) => {}
+            }
+            if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+                tracing::warn!(%err, "a WAL checkpoint failed; the next one will try again");
+            }
+        }
+    });
+    written
 }
 
 /// Migrate and prepare the schema holding [`cluster::START_LOCK_KEY`] on `conn`.

@@ -1,7 +1,9 @@
 //! The notification log: every emitted notification, appended in the transaction of the
 //! change it reports, with a gapless offset ordered by commit.
 
-use sqlx::{AnyConnection, AnyExecutor, FromRow};
+use std::fmt::Write as _;
+
+use sqlx::{AnyConnection, AnyExecutor, AssertSqlSafe, FromRow};
 
 use super::Result;
 
@@ -21,28 +23,44 @@ pub struct LoggedNotification {
     pub created_at: String,
 }
 
-/// Take the next offset. The counter row stays locked until the transaction ends, so
-/// offsets are handed out in commit order and never skip.
-pub async fn next_seq(conn: &mut AnyConnection) -> Result<i64> {
-    Ok(sqlx::query_scalar("UPDATE counters SET value = value + 1 WHERE name = 'notification_seq' RETURNING value")
+/// Take the next `count` offsets; returns the last. The counter row stays locked until the
+/// transaction ends, so offsets are handed out in commit order and never skip.
+pub async fn take_seqs(conn: &mut AnyConnection, count: i64) -> Result<i64> {
+    Ok(sqlx::query_scalar("UPDATE counters SET value = value + $1 WHERE name = 'notification_seq' RETURNING value")
+        .bind(count)
         .fetch_one(conn)
         .await?)
 }
 
-pub async fn append(conn: &mut AnyConnection, n: &LoggedNotification) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO notification_log (seq, event, record_type, payload, targets, exclude_socket, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(n.seq)
-    .bind(&n.event)
-    .bind(&n.record_type)
-    .bind(&n.payload)
-    .bind(&n.targets)
-    .bind(&n.exclude_socket)
-    .bind(&n.created_at)
-    .execute(conn)
-    .await?;
+/// Rows of the log inserted by one statement (7 values each, well under either backend's
+/// limit on bound values).
+const ROWS_PER_INSERT: usize = 100;
+
+/// Append entries to the log, a hundred rows a statement.
+pub async fn append(conn: &mut AnyConnection, entries: &[LoggedNotification]) -> Result<()> {
+    for chunk in entries.chunks(ROWS_PER_INSERT) {
+        let mut sql = String::from(
+            "INSERT INTO notification_log (seq, event, record_type, payload, targets, exclude_socket, created_at) VALUES ",
+        );
+        for row in 0..chunk.len() {
+            let p = row * 7;
+            let sep = if row == 0 { "" } else { ", " };
+            write!(sql, "{sep}(${}, ${}, ${}, ${}, ${}, ${}, ${})", p + 1, p + 2, p + 3, p + 4, p + 5, p + 6, p + 7)
+                .expect("writing to a String");
+        }
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for n in chunk {
+            query = query
+                .bind(n.seq)
+                .bind(&n.event)
+                .bind(&n.record_type)
+                .bind(&n.payload)
+                .bind(&n.targets)
+                .bind(&n.exclude_socket)
+                .bind(&n.created_at);
+        }
+        query.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 

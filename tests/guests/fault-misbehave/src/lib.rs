@@ -17,6 +17,7 @@ impl Plugin for Misbehave {
             "notify-other",
             "read-other",
             "conflict",
+            "stale",
             "memory-bomb",
             "recurse",
             "huge-body",
@@ -62,6 +63,14 @@ impl Plugin for Misbehave {
                 let mut stale = record.clone();
                 stale.version = 41;
                 Ok(stored.update(&stale))
+            }
+            // One write only, which fails its version check: nothing to undo, nothing to notify.
+            "stale" => {
+                let mut stale = record.clone();
+                stale.version = 41;
+                Ok(Response::ok(&json)
+                    .update(&stale)
+                    .notify(Notification::changed("FAULT", &record.id, &json).to(Target::All)))
             }
             "memory-bomb" => {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
