@@ -260,7 +260,6 @@ impl Committer {
             })
             .collect();
         tx.commit().await?;
-        self.db.wal_written();
         Ok(results)
     }
 

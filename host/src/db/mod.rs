@@ -20,7 +20,6 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Transaction};
-use tokio::sync::mpsc;
 
 /// The embedded migrations (`/migrations`), shared by both backends.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
@@ -83,8 +82,6 @@ pub struct Db {
     pub node: Arc<str>,
     /// The PostgreSQL URL, for the connection that listens to the other nodes.
     listen_url: Option<String>,
-    /// Tells the SQLite checkpointer that the WAL grew.
-    checkpoint: Option<mpsc::Sender<()>>,
 }
 
 impl Db {
@@ -116,8 +113,8 @@ impl Db {
                 // connection writes in between), and a writer waiting for the lock waits in
                 // the pool's queue, woken as soon as it is free, instead of sleeping in
                 // SQLite's busy handler.
-                let pool = sqlite_pool(8, true).connect_with(options.clone()).await?;
-                let writer = sqlite_pool(1, false).connect_with(options).await?;
+                let pool = sqlite_pool(8).connect_with(options.clone()).await?;
+                let writer = sqlite_pool(1).connect_with(options).await?;
                 (pool, writer)
             }
             Dialect::Postgres => {
@@ -129,20 +126,16 @@ impl Db {
                 (pool.clone(), pool)
             }
         };
-        let mut db = Db {
+        let db = Db {
             pool,
             writer,
             dialect,
             elements: records::ElementFields::default(),
             node: uuid::Uuid::new_v4().to_string().into(),
             listen_url: (dialect == Dialect::Postgres).then_some(url),
-            checkpoint: None,
         };
         match dialect {
-            Dialect::Sqlite => {
-                MIGRATOR.run(&db.writer).await?;
-                db.checkpoint = Some(spawn_checkpointer(db.pool.clone()));
-            }
+            Dialect::Sqlite => MIGRATOR.run(&db.writer).await?,
             Dialect::Postgres => {
                 // Nodes started at the same moment take turns: the first migrates, the others
                 // find the schema current.
@@ -178,15 +171,6 @@ impl Db {
         })
     }
 
-    /// Say that a writing transaction committed: on SQLite, the checkpointer copies the WAL
-    /// back into the database a little later, off the writers' path.
-    pub fn wal_written(&self) {
-        if let Some(checkpoint) = &self.checkpoint {
-            // Full means a checkpoint is already due.
-            let _ = checkpoint.try_send(());
-        }
-    }
-
     /// Begin a read-only transaction: one consistent snapshot for a GET.
     pub async fn begin_read(&self) -> Result<Tx> {
         Ok(match self.dialect {
@@ -202,15 +186,14 @@ impl Db {
     }
 }
 
-/// The options of a pool of SQLite connections; without `checkpoints`, a commit never copies
-/// the WAL back into the database (see [`Db::wal_written`]).
-fn sqlite_pool(max_connections: u32, checkpoints: bool) -> AnyPoolOptions {
+/// The options of a pool of SQLite connections.
+fn sqlite_pool(max_connections: u32) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(max_connections)
         // An embedded database cannot drop a connection; the ping before each acquire would
         // only cost a round trip to the connection's worker thread.
         .test_before_acquire(false)
-        .after_connect(move |conn, _| {
+        .after_connect(|conn, _| {
             Box::pin(async move {
                 // WAL lets readers run beside the one writer; FULL syncs the WAL on every
                 // commit, so an acknowledged write survives a power loss. Pages are read
@@ -221,38 +204,9 @@ fn sqlite_pool(max_connections: u32, checkpoints: bool) -> AnyPoolOptions {
                      PRAGMA mmap_size = 268435456;",
                 )
                 .await?;
-                if !checkpoints {
-                    conn.execute("PRAGMA wal_autocheckpoint = 0;").await?;
-                }
                 Ok(())
             })
         })
-}
-
-/// How long the checkpointer lets writes gather before it copies them into the database.
-const CHECKPOINT_DELAY: Duration = Duration::from_millis(100);
-/// How often it looks anyway, for writes it was not told about.
-const CHECKPOINT_IDLE: Duration = Duration::from_secs(10);
-
-/// Copy the WAL back into the database on one of `pool`'s connections, a little after each
-/// [`Db::wal_written`], until the last [`Db`] is gone. A passive checkpoint waits for nobody
-/// and runs beside the writer, so a commit never pays for one (by default the commit that
-/// passes 1,000 pages of WAL does, holding every writer behind it).
-fn spawn_checkpointer(pool: AnyPool) -> mpsc::Sender<()> {
-    let (written, mut told) = mpsc::channel(1);
-    tokio::spawn(async move {
-        loop {
-            match tokio::time::timeout(CHECKPOINT_IDLE, told.recv()).await {
-                Ok(None) => return,
-                Ok(Some(())) => tokio::time::sleep(CHECKPOINT_DELAY).await,
-                Err(_idle) => {}
-            }
-            if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
-                tracing::warn!(%err, "a WAL checkpoint failed; the next one will try again");
-            }
-        }
-    });
-    written
 }
 
 /// Migrate and prepare the schema holding [`cluster::START_LOCK_KEY`] on `conn`.
