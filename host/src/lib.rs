@@ -157,7 +157,8 @@ impl Server {
                 pipeline: pipeline.clone(),
                 waker: tasks.clone(),
             }
-            .start(),
+            .start()
+            .await,
         );
         let state = AppState {
             db,

@@ -58,13 +58,15 @@ pub struct TaskRunner {
 
 impl TaskRunner {
     /// Run stored tasks until the server stops, starting with those a previous process left.
-    pub fn start(self) -> JoinHandle<()> {
+    /// On SQLite their claims are released before this returns, so that a claim made after
+    /// the start is never taken for the previous run's.
+    pub async fn start(self) -> JoinHandle<()> {
+        if self.db.dialect == crate::db::Dialect::Sqlite
+            && let Err(err) = tasks::release_all(&self.db.pool).await
+        {
+            tracing::error!(%err, "releasing the claims of the previous run failed");
+        }
         tokio::spawn(async move {
-            if self.db.dialect == crate::db::Dialect::Sqlite
-                && let Err(err) = tasks::release_all(&self.db.pool).await
-            {
-                tracing::error!(%err, "releasing the claims of the previous run failed");
-            }
             loop {
                 match tasks::pending(&self.db.pool, 16, epoch_ms()).await {
                     Ok(pending) if !pending.is_empty() => {
