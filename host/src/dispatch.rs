@@ -130,6 +130,15 @@ pub struct Applied {
     pub notifications: Vec<CheckedNotification>,
 }
 
+impl Applied {
+    /// Log the notifications now, created at `now`: the outcome of a change applied alone
+    /// (the write pipeline logs a whole batch's at once instead).
+    pub async fn log(self, tx: &mut db::Tx, now: &str) -> Result<Outcome, db::Error> {
+        let notifications = log(tx, self.notifications.into_iter().map(|n| (n, now.to_owned())).collect()).await?;
+        Ok(Outcome { notifications, ..self.outcome })
+    }
+}
+
 /// Apply a checked response inside `tx` (writes with their version checks, the tasks it
 /// asked for), without committing or logging its notifications; on an error the caller
 /// rolls back.

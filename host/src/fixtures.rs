@@ -398,13 +398,7 @@ impl Harness {
                 }
             }
             let outcome = match dispatch::apply(&mut tx, &self.db, &self.plugin, checked, now).await {
-                Ok(applied) => {
-                    let unlogged = applied.notifications.into_iter().map(|n| (n, now.to_owned())).collect();
-                    dispatch::log(&mut tx, unlogged)
-                        .await
-                        .map(|notifications| dispatch::Outcome { notifications, ..applied.outcome })
-                        .map_err(DispatchError::from)
-                }
+                Ok(applied) => applied.log(&mut tx, now).await.map_err(DispatchError::from),
                 Err(err) => Err(err),
             };
             return match outcome {
