@@ -81,9 +81,11 @@ impl<T: Serialize> Serialize for Record<T> {
     }
 }
 
-/// A fresh random record id (a UUID v4 string).
+/// A fresh record id: a UUID v7 string, which starts with the time it was made in
+/// milliseconds and goes on at random. Ids made one after another sort in that order, so
+/// the stores' indexes take new records at their end rather than on a random page each.
 pub fn new_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    uuid::Uuid::now_v7().to_string()
 }
 
 /// Read one record by id.

@@ -12,7 +12,7 @@
 use plugin_sdk::field;
 use plugin_sdk::{
     Access, Descriptor, Method, Notification, Plugin, PluginError, Query, Record, Request, Response, Result, Route,
-    Target, Value, ensure, get, new_id,
+    Target, Value, ensure, get,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Map;
@@ -73,7 +73,7 @@ impl Subscription {
         Subscription {
             user_id: user_id.into(),
             subscribe_to_affected: true,
-            ics_locator: format!("{}.ics", new_id()),
+            ics_locator: format!("{}.ics", uuid::Uuid::new_v4()),
             department_ids: Vec::new(),
             ignored_event_ids: Vec::new(),
             untis_class_ids: Vec::new(),
