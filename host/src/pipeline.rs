@@ -31,6 +31,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use sqlx::Any;
+use sqlx::pool::PoolConnection;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::db::{self, Db, Dialect};
@@ -48,6 +50,11 @@ const MAX_BATCH_TIME: Duration = Duration::from_millis(2);
 const MAX_ATTEMPTS: u32 = 4;
 /// Jobs waiting for the committer; senders wait beyond it.
 const QUEUE: usize = 1024;
+/// How long the committer keeps the writers' connection from one batch to the next while jobs
+/// keep coming, instead of giving it back to the pool (whose check of a returned connection
+/// costs the next batch a wait) and taking it again. Other writing transactions (a new user, a
+/// plugin being installed) wait for it at most about this long.
+const KEEP_CONNECTION: Duration = Duration::from_millis(20);
 
 /// A change to apply.
 pub enum Work {
@@ -137,8 +144,16 @@ struct Committer {
     stats: Arc<PipelineStats>,
 }
 
+/// The writers' connection, kept from the last batch (see [`KEEP_CONNECTION`]).
+struct Kept {
+    conn: Option<PoolConnection<Any>>,
+    /// When the committer took it from the pool.
+    since: Instant,
+}
+
 impl Committer {
     async fn run(mut self) {
+        let mut kept = Kept { conn: None, since: Instant::now() };
         while let Some(first) = self.queue.recv().await {
             let mut jobs = vec![first];
             while jobs.len() < MAX_BATCH
@@ -146,15 +161,18 @@ impl Committer {
             {
                 jobs.push(job);
             }
-            self.commit(jobs).await;
+            self.commit(jobs, &mut kept).await;
+            if self.queue.is_empty() || kept.since.elapsed() >= KEEP_CONNECTION {
+                kept.conn = None;
+            }
         }
     }
 
     /// Run `jobs` as one batch (taking in more while it runs), commit, and answer them.
-    async fn commit(&mut self, mut jobs: Vec<Job>) {
+    async fn commit(&mut self, mut jobs: Vec<Job>, kept: &mut Kept) {
         let mut attempt = 1;
         let results = loop {
-            match self.batch(&mut jobs, attempt == 1).await {
+            match self.batch(&mut jobs, attempt == 1, kept).await {
                 Ok(results) => break results,
                 Err(err) if attempt < MAX_ATTEMPTS => {
                     tracing::debug!(attempt, %err, jobs = jobs.len(), "a batch was aborted; running it again");
@@ -191,10 +209,14 @@ impl Committer {
     }
 
     /// One run of a batch in one transaction: every job's result, or the database error that
-    /// aborted the batch. On the first run, jobs that arrive meanwhile join the batch.
-    async fn batch(&mut self, jobs: &mut Vec<Job>, take_more: bool) -> Result<Vec<Done>, db::Error> {
+    /// aborted the batch. On the first run, jobs that arrive meanwhile join the batch. It runs
+    /// on the connection in `kept`, if any, and leaves its connection there once committed.
+    async fn batch(&mut self, jobs: &mut Vec<Job>, take_more: bool, kept: &mut Kept) -> Result<Vec<Done>, db::Error> {
         let started = Instant::now();
-        let mut tx = self.db.begin_write().await?;
+        if kept.conn.is_none() {
+            kept.since = started;
+        }
+        let mut tx = self.db.begin_write_on(kept.conn.take()).await?;
         // Whether the transaction holds an earlier job's writes: until it does, a job needs no
         // savepoint (should its writes fail, the whole transaction is rolled back and begun
         // again), which saves two round trips on an idle server.
@@ -228,8 +250,8 @@ impl Committer {
                     Err(refused)
                 }
                 (Err(refused), Writes::Unprotected) => {
-                    tx.rollback().await?;
-                    tx = self.db.begin_write().await?;
+                    let conn = tx.rollback_keeping().await?;
+                    tx = self.db.begin_write_on(Some(conn)).await?;
                     Err(refused)
                 }
             };
@@ -259,7 +281,7 @@ impl Committer {
                 })
             })
             .collect();
-        tx.commit().await?;
+        kept.conn = Some(tx.commit_keeping().await?);
         Ok(results)
     }
 

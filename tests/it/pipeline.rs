@@ -10,7 +10,11 @@ use serde_json::{Value, json};
 
 use crate::support::{Backend, TestHost, both_backends};
 
-both_backends!(concurrent_writes_share_batches_and_fail_alone, host_owned_fields_are_stamped_by_the_host);
+both_backends!(
+    concurrent_writes_share_batches_and_fail_alone,
+    host_owned_fields_are_stamped_by_the_host,
+    other_writers_get_their_turn_during_a_stream_of_writes
+);
 
 async fn concurrent_writes_share_batches_and_fail_alone(backend: Backend) {
     // Faults must not isolate the plugin halfway through.
@@ -111,4 +115,51 @@ async fn host_owned_fields_are_stamped_by_the_host(backend: Backend) {
     let record = &notified[0]["message"]["record"];
     assert_eq!((&record["createdAt"], &record["updatedAt"]), (&json!(created_at), &json!(updated_at)));
     host.stop().await;
+}
+
+/// The committer keeps the writers' connection from batch to batch while writes keep coming;
+/// a writing transaction outside the pipeline (creating a user) still gets its turn while
+/// they do, rather than after the stream ends.
+async fn other_writers_get_their_turn_during_a_stream_of_writes(backend: Backend) {
+    let host = TestHost::start(backend).await;
+    let (user, _) = host.user("USER").await;
+    let admin = host.admin().await;
+    let stats = host.server.state.pipeline.stats();
+    let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let mut writers = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let (http, url, writing) = (user.http.clone(), user.url("/api/v1/faults/ok"), writing.clone());
+        writers.spawn(async move {
+            let mut answered = 0;
+            while writing.load(Ordering::Relaxed) {
+                let status = http.post(&url).json(&json!({})).send().await.unwrap().status();
+                assert_eq!(status, StatusCode::CREATED);
+                answered += 1;
+            }
+            answered
+        });
+    }
+    // Wait until the stream runs in batches.
+    let before = stats.batches.load(Ordering::Relaxed);
+    while stats.batches.load(Ordering::Relaxed) < before + 20 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+
+    let jobs_before = stats.jobs.load(Ordering::Relaxed);
+    let email = format!("{}@example.com", uuid::Uuid::new_v4().simple());
+    let (status, body) =
+        admin.post("/api/v1/users", &json!({ "email": email, "password": "password123", "role": "USER" })).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let jobs_during = stats.jobs.load(Ordering::Relaxed) - jobs_before;
+
+    // The stream still runs: the user was not created once it had ended (were the writers'
+    // connection never given back, the creation would wait for a pool timeout and fail).
+    let after = stats.batches.load(Ordering::Relaxed);
+    while stats.batches.load(Ordering::Relaxed) < after + 5 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    writing.store(false, Ordering::Relaxed);
+    let answered: u64 = writers.join_all().await.into_iter().sum();
+    assert!(answered > 0);
+    assert!(jobs_during > 0, "no write was committed while the user was being created");
 }

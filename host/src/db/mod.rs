@@ -10,6 +10,7 @@ pub mod plugins;
 pub mod records;
 pub mod sessions;
 pub mod tasks;
+mod tx;
 pub mod users;
 
 use std::path::Path;
@@ -19,16 +20,16 @@ use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
-use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor};
+
+pub use tx::Tx;
 
 /// The embedded migrations (`/migrations`), shared by both backends.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 
 /// The PostgreSQL advisory lock that serializes writing transactions ("TIDINGS" in ASCII).
 const WRITE_LOCK_KEY: i64 = 0x0054_4944_494e_4753;
-
-/// A database transaction on either backend.
-pub type Tx = Transaction<'static, Any>;
 
 /// Errors of the data layer.
 #[derive(Debug, thiserror::Error)]
@@ -161,10 +162,20 @@ impl Db {
     /// A plugin therefore reads the state as of every earlier commit, and its checks (such
     /// as "this name is free") still hold when its writes land. Readers never wait.
     pub async fn begin_write(&self) -> Result<Tx> {
+        self.begin_write_on(None).await
+    }
+
+    /// [`Db::begin_write`] on `conn`, a connection of the writers' pool that an earlier
+    /// transaction kept ([`Tx::commit_keeping`]), or on one from the pool.
+    pub async fn begin_write_on(&self, conn: Option<PoolConnection<Any>>) -> Result<Tx> {
+        let conn = match conn {
+            Some(conn) => conn,
+            None => self.writer.acquire().await?,
+        };
         Ok(match self.dialect {
-            Dialect::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Dialect::Sqlite => Tx::begin(conn, "BEGIN IMMEDIATE").await?,
             Dialect::Postgres => {
-                let mut tx = self.writer.begin().await?;
+                let mut tx = Tx::begin(conn, "BEGIN").await?;
                 sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(WRITE_LOCK_KEY).execute(&mut *tx).await?;
                 tx
             }
@@ -173,9 +184,10 @@ impl Db {
 
     /// Begin a read-only transaction: one consistent snapshot for a GET.
     pub async fn begin_read(&self) -> Result<Tx> {
+        let conn = self.pool.acquire().await?;
         Ok(match self.dialect {
-            Dialect::Sqlite => self.pool.begin().await?,
-            Dialect::Postgres => self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?,
+            Dialect::Sqlite => Tx::begin(conn, "BEGIN").await?,
+            Dialect::Postgres => Tx::begin(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?,
         })
     }
 
