@@ -122,6 +122,19 @@ impl Db {
                 let pool = AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(10))
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            // sqlx prepares each statement once per connection, and after five
+                            // runs PostgreSQL may switch to a plan made without the values.
+                            // For a record query on a field that plan can be a scan of every
+                            // record of the type in `id` order (its partial index looks no
+                            // cheaper without the value, all the more on statistics taken
+                            // when the table was small): a lookup that takes milliseconds
+                            // per thousand records. Plan every run with its values instead.
+                            conn.execute("SET plan_cache_mode = force_custom_plan").await?;
+                            Ok(())
+                        })
+                    })
                     .connect_with(options)
                     .await?;
                 (pool.clone(), pool)
