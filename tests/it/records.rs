@@ -163,3 +163,40 @@ async fn routes_need_a_session_unless_public(backend: Backend) {
     }
     host.stop().await;
 }
+
+/// On PostgreSQL a lookup by an indexed field searches the field's index however often one
+/// connection runs it. sqlx prepares a statement once per connection; after five runs
+/// PostgreSQL may plan it without its values, and on statistics taken while the table was
+/// small (here at the plugin's load, before a burst of creates) that plan read every record of
+/// the type in `id` order: milliseconds per thousand records, for every create.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_lookups_by_a_field_search_its_index_on_every_run() {
+    let host = TestHost::start(Backend::Postgres).await;
+    let pool = &host.server.state.db.pool;
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO records (record_type, id, data, version, created_at, updated_at) \
+         SELECT 'DEPARTMENT', 'department-' || i, json_build_object('name', 'Department ' || i)::text, 1, \
+                '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z' \
+         FROM generate_series(1, 3000) AS i",
+    )
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    // The query `Query::new("DEPARTMENT").eq("name", …)` compiles to (`db::records::compile`).
+    sqlx::raw_sql(
+        "PREPARE lookup(text) AS SELECT record_type, id, data, version, created_at, updated_at FROM records \
+         WHERE record_type = 'DEPARTMENT' AND NULLIF(data::jsonb -> 'name', 'null'::jsonb) = CAST($1 AS jsonb) \
+         ORDER BY id COLLATE \"C\" ASC",
+    )
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    for _ in 0..8 {
+        sqlx::raw_sql("EXECUTE lookup('\"Department 7\"')").execute(&mut *conn).await.unwrap();
+    }
+    let plan: Vec<String> =
+        sqlx::query_scalar("EXPLAIN EXECUTE lookup('\"Department 7\"')").fetch_all(&mut *conn).await.unwrap();
+    let plan = plan.join("\n");
+    assert!(plan.contains("records_px_department__name"), "the lookup does not search the name index:\n{plan}");
+}
