@@ -94,7 +94,7 @@ async fn read_once(
     req: &types::Request,
 ) -> Result<Outcome, DispatchError> {
     let tx = db.begin_read().await?;
-    let (result, tx) = runtime.handle(plugin, req, tx).await;
+    let (result, tx) = runtime.handle(plugin, None, req, tx).await;
     let response = result?;
     let checked = check(plugin, response, req, true).map_err(|m| fault(runtime, plugin, m))?;
     runtime.record_outcome(plugin, false);

@@ -369,7 +369,7 @@ impl Harness {
     ) -> (Result<(u16, Value, Vec<Value>, Vec<Value>), DispatchError>, Option<crate::db::Tx>) {
         let mut pages: Option<(u16, Vec<Value>)> = None;
         loop {
-            let (result, back) = self.runtime.handle(&self.plugin, &req, tx).await;
+            let (result, back) = self.runtime.handle(&self.plugin, None, &req, tx).await;
             let Some(back) = back else { return (Err(DispatchError::Internal("lost the transaction".into())), None) };
             tx = back;
             let checked = match result.map_err(DispatchError::from).and_then(|response| {

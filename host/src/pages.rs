@@ -131,7 +131,7 @@ async fn next_page(
     req: &types::Request,
     tx: db::Tx,
 ) -> (Result<(String, Option<String>), DispatchError>, Option<db::Tx>) {
-    let (result, tx) = runtime.handle(plugin, req, tx).await;
+    let (result, tx) = runtime.handle(plugin, None, req, tx).await;
     let checked = match result {
         Ok(response) => dispatch::check(plugin, response, req, true).map_err(|m| dispatch::fault(runtime, plugin, m)),
         // A refusal is part of normal operation for a first page, not halfway through a list.

@@ -38,7 +38,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::db::{self, Db, Dialect};
 use crate::dispatch::{self, DispatchError, Outcome};
 use crate::notifications::Notifier;
-use crate::plugin::{self, LoadedPlugin, Runtime, types};
+use crate::plugin::{self, LoadedPlugin, Prepared, Runtime, types};
 use crate::tasks::TaskWaker;
 
 /// Most jobs in one batch.
@@ -58,8 +58,9 @@ const KEEP_CONNECTION: Duration = Duration::from_millis(20);
 
 /// A change to apply.
 pub enum Work {
-    /// An HTTP request routed to a plugin action that may write.
-    Request { plugin: Arc<LoadedPlugin>, req: types::Request },
+    /// An HTTP request routed to a plugin action that may write, with the plugin's instance
+    /// for it when it was made ahead ([`Runtime::prepare`]).
+    Request { plugin: Arc<LoadedPlugin>, req: types::Request, prepared: Option<Prepared> },
     /// A run of the stored task `task_id`: it is removed in the same savepoint, so when
     /// servers share the database the one that removes it runs it.
     Task { plugin: Arc<LoadedPlugin>, task_id: String, req: types::TaskRequest },
@@ -77,6 +78,7 @@ struct Job {
 #[derive(Clone)]
 pub struct Pipeline {
     jobs: mpsc::Sender<Job>,
+    runtime: Arc<Runtime>,
     stats: Arc<PipelineStats>,
 }
 
@@ -109,8 +111,9 @@ impl Pipeline {
     ) -> (Pipeline, tokio::task::JoinHandle<()>) {
         let (jobs, queue) = mpsc::channel(QUEUE);
         let stats = Arc::<PipelineStats>::default();
-        let committer = Committer { db, runtime, notifier, tasks, queue, stats: Arc::clone(&stats) };
-        (Pipeline { jobs, stats }, tokio::spawn(committer.run()))
+        let committer =
+            Committer { db, runtime: Arc::clone(&runtime), notifier, tasks, queue, stats: Arc::clone(&stats) };
+        (Pipeline { jobs, runtime, stats }, tokio::spawn(committer.run()))
     }
 
     pub fn stats(&self) -> &PipelineStats {
@@ -128,9 +131,13 @@ impl Pipeline {
         answer.await.map_err(|_| stopped())?
     }
 
-    /// Run a request that may write; see [`Pipeline::apply`].
+    /// Run a request that may write; see [`Pipeline::apply`]. The plugin's instance for it is
+    /// made here, on the request's task, rather than by the committer, which runs one job at
+    /// a time.
     pub async fn write(&self, plugin: Arc<LoadedPlugin>, req: types::Request) -> Result<Outcome, DispatchError> {
-        let outcome = self.apply(Work::Request { plugin, req }).await?;
+        plugin.available()?;
+        let prepared = self.runtime.prepare(&plugin).await;
+        let outcome = self.apply(Work::Request { plugin, req, prepared }).await?;
         outcome.ok_or_else(|| DispatchError::Internal("a request came back without an outcome".into()))
     }
 }
@@ -226,7 +233,7 @@ impl Committer {
         let mut unlogged = Vec::new();
         let mut i = 0;
         while i < jobs.len() {
-            let (result, back, writes) = self.job(&jobs[i].work, tx, holds_writes).await;
+            let (result, back, writes) = self.job(&mut jobs[i].work, tx, holds_writes).await;
             tx =
                 back.ok_or_else(|| db::Error::Corrupt("a batch's transaction was lost during a plugin call".into()))?;
             let result = match (result, writes) {
@@ -291,14 +298,14 @@ impl Committer {
     /// statement or run on PostgreSQL (where a failed statement aborts the transaction).
     async fn job(
         &self,
-        work: &Work,
+        work: &mut Work,
         mut tx: db::Tx,
         protect: bool,
     ) -> (Result<Option<dispatch::Applied>, DispatchError>, Option<db::Tx>, Writes) {
         // The plugin's checked output, and how far the job has written before applying it.
         let (plugin, checked, now, mut writes) = match work {
-            Work::Request { plugin, req } => {
-                let (result, back) = self.runtime.handle(plugin, req, tx).await;
+            Work::Request { plugin, req, prepared } => {
+                let (result, back) = self.runtime.handle(plugin, prepared.take(), req, tx).await;
                 let Some(back) = back else { return (result.map(|_| None).map_err(Into::into), None, Writes::None) };
                 tx = back;
                 let checked = result.map_err(DispatchError::from).and_then(|response| {

@@ -17,8 +17,13 @@ both_backends!(
 );
 
 async fn concurrent_writes_share_batches_and_fail_alone(backend: Backend) {
-    // Faults must not isolate the plugin halfway through.
-    let host = TestHost::start_with(backend, |c| c.limits.isolate_after = 10_000).await;
+    // Faults must not isolate the plugin halfway through. A small pool: only two instances
+    // may be made ahead of their calls, so most jobs make theirs in the committer, some not.
+    let host = TestHost::start_with(backend, |c| {
+        c.limits.isolate_after = 10_000;
+        c.limits.max_instances = 8;
+    })
+    .await;
     let (user, _) = host.user("USER").await;
     let position = host.log_position().await;
     let stats = host.server.state.pipeline.stats();

@@ -83,6 +83,18 @@ pub struct Runtime {
     cache_dir: Option<std::path::PathBuf>,
     /// Each plugin name's journal, shared by its versions.
     journals: Journals,
+    /// Instances made ahead of their calls ([`Runtime::prepare`]) that may exist at once: a
+    /// share of the pool, so that they never take the slots calls need.
+    ahead: Arc<tokio::sync::Semaphore>,
+}
+
+/// A fresh instance made ahead of its call ([`Runtime::prepare`]).
+pub struct Prepared {
+    store: Store<PluginCtx>,
+    instance: Plugin,
+    /// How long making it took, counted in the call's latency.
+    made_in: Duration,
+    _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// A compiled, linked, described and validated plugin, ready to serve.
@@ -153,7 +165,17 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         host_api::link(&mut linker)?;
         spawn_epoch_ticker(&engine);
-        Ok(Arc::new(Runtime { engine, linker, limits, dialect, elements, cache_dir, journals: Journals::default() }))
+        let ahead = Arc::new(tokio::sync::Semaphore::new((limits.max_instances / 4) as usize));
+        Ok(Arc::new(Runtime {
+            engine,
+            linker,
+            limits,
+            dialect,
+            elements,
+            cache_dir,
+            journals: Journals::default(),
+            ahead,
+        }))
     }
 
     /// Count a call toward isolation: `faulted` after a trap or invalid output, otherwise
@@ -251,16 +273,34 @@ impl Runtime {
         result.map_err(|e| LoadError::Describe(format!("{e:#}")))
     }
 
-    /// Run `handle` on a fresh instance. The transaction goes in for the plugin's reads and
-    /// comes back out for the caller to apply the writes and commit (or to drop).
+    /// Make a fresh instance of `plugin` for a call to come, so that making it is not on the
+    /// path the call waits on: the write pipeline runs one job at a time, and each request
+    /// makes its instance before it joins the queue. `None` when it is better made at the call:
+    /// too many are waiting already (the pool's slots are for calls), or making it failed
+    /// (the call will fail the same way, and count it as its fault).
+    pub async fn prepare(&self, plugin: &LoadedPlugin) -> Option<Prepared> {
+        let slot = Arc::clone(&self.ahead).try_acquire_owned().ok()?;
+        let started = Instant::now();
+        let mut store = self.new_store(Some(plugin), None);
+        let timeout = self.limits_for(&plugin.descriptor.name).timeout;
+        let instance = bounded(timeout, plugin.pre.instantiate_async(&mut store)).await.ok()?;
+        Some(Prepared { store, instance, made_in: started.elapsed(), _slot: slot })
+    }
+
+    /// Run `handle` on a fresh instance (`prepared`, or one made now). The transaction goes in
+    /// for the plugin's reads and comes back out for the caller to apply the writes and
+    /// commit (or to drop).
     pub async fn handle(
         &self,
         plugin: &LoadedPlugin,
+        prepared: Option<Prepared>,
         req: &wit::Request,
         tx: db::Tx,
     ) -> (Result<wit::Response, Error>, Option<db::Tx>) {
-        self.call(plugin, tx, async |store, instance| instance.tidings_plugin_handler().call_handle(store, req).await)
-            .await
+        self.call(plugin, prepared, tx, async |store, instance| {
+            instance.tidings_plugin_handler().call_handle(store, req).await
+        })
+        .await
     }
 
     /// Run `run-task` on a fresh instance, like [`Runtime::handle`].
@@ -270,8 +310,10 @@ impl Runtime {
         req: &wit::TaskRequest,
         tx: db::Tx,
     ) -> (Result<wit::Response, Error>, Option<db::Tx>) {
-        self.call(plugin, tx, async |store, instance| instance.tidings_plugin_handler().call_run_task(store, req).await)
-            .await
+        self.call(plugin, None, tx, async |store, instance| {
+            instance.tidings_plugin_handler().call_run_task(store, req).await
+        })
+        .await
     }
 
     /// Run `on-socket-event` on a fresh instance, reading inside `tx`. The reply is judged
@@ -283,18 +325,20 @@ impl Runtime {
         tx: db::Tx,
     ) -> Result<String, Error> {
         let (outcome, _) = self
-            .call(plugin, tx, async |store, instance| {
+            .call(plugin, None, tx, async |store, instance| {
                 instance.tidings_plugin_handler().call_on_socket_event(store, req).await
             })
             .await;
         outcome
     }
 
-    /// Call one export on a fresh instance with `tx` for its reads, counting the call and its
-    /// latency; the transaction comes back unless the call lost it.
+    /// Call one export on a fresh instance (`prepared`, or one made now) with `tx` for its
+    /// reads, counting the call and its latency; the transaction comes back unless the call
+    /// lost it.
     async fn call<T>(
         &self,
         plugin: &LoadedPlugin,
+        prepared: Option<Prepared>,
         tx: db::Tx,
         export: impl AsyncFnOnce(&mut Store<PluginCtx>, Plugin) -> wasmtime::Result<Result<T, wit::PluginError>>,
     ) -> (Result<T, Error>, Option<db::Tx>) {
@@ -302,17 +346,31 @@ impl Runtime {
             return (Err(isolated), Some(tx));
         }
         plugin.stats.calls.fetch_add(1, Ordering::Relaxed);
-        let started = Instant::now();
-        let mut store = self.new_store(Some(plugin), Some(tx));
         let timeout = self.limits_for(&plugin.descriptor.name).timeout;
-        let result = bounded(timeout, async {
-            let instance = plugin.pre.instantiate_async(&mut store).await?;
-            export(&mut store, instance).await
-        })
-        .await;
+        let started = Instant::now();
+        // The call's latency: making its instance and running it, not the wait in between.
+        let (made_in, mut store, result) = match prepared {
+            Some(Prepared { mut store, instance, made_in, _slot }) => {
+                store.data_mut().store.tx = Some(tx);
+                // The first deadline may have passed while the instance waited: the run-time
+                // budget counts from the call.
+                store.set_epoch_deadline(1);
+                let result = bounded(timeout, export(&mut store, instance)).await;
+                (made_in, store, result)
+            }
+            None => {
+                let mut store = self.new_store(Some(plugin), Some(tx));
+                let result = bounded(timeout, async {
+                    let instance = plugin.pre.instantiate_async(&mut store).await?;
+                    export(&mut store, instance).await
+                })
+                .await;
+                (Duration::ZERO, store, result)
+            }
+        };
         let ctx = store.data_mut();
         let (tx, host_error) = (ctx.store.tx.take(), ctx.store.host_error.take());
-        plugin.stats.record_latency(started.elapsed());
+        plugin.stats.record_latency(made_in + started.elapsed());
         let printed = ctx.output.take();
         if !printed.is_empty() {
             plugin.journal.output(&plugin.descriptor.version, &printed);
