@@ -59,7 +59,7 @@ const KEEP_CONNECTION: Duration = Duration::from_millis(20);
 /// A change to apply.
 pub enum Work {
     /// An HTTP request routed to a plugin action that may write, with the plugin's instance
-    /// for it when it was made ahead ([`Runtime::prepare`]).
+    /// for it once [`Pipeline::apply`] has made it ahead ([`Runtime::prepare`]).
     Request { plugin: Arc<LoadedPlugin>, req: types::Request, prepared: Option<Prepared> },
     /// A run of the stored task `task_id`: it is removed in the same savepoint, so when
     /// servers share the database the one that removes it runs it.
@@ -121,23 +121,24 @@ impl Pipeline {
     }
 
     /// Apply `work` and answer once it is committed (or refused).
-    pub async fn apply(&self, work: Work) -> Done {
+    pub async fn apply(&self, mut work: Work) -> Done {
         // An isolated plugin is answered at once, without waiting for a batch.
         let (Work::Request { plugin, .. } | Work::Task { plugin, .. }) = &work;
         plugin.available()?;
+        // A request's instance is made here, on its own task, rather than by the committer,
+        // which runs one job at a time.
+        if let Work::Request { plugin, prepared, .. } = &mut work {
+            *prepared = self.runtime.prepare(plugin).await;
+        }
         let (reply, answer) = oneshot::channel();
         let stopped = || DispatchError::Internal("the write pipeline has stopped".into());
         self.jobs.send(Job { work, reply }).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 
-    /// Run a request that may write; see [`Pipeline::apply`]. The plugin's instance for it is
-    /// made here, on the request's task, rather than by the committer, which runs one job at
-    /// a time.
+    /// Run a request that may write; see [`Pipeline::apply`].
     pub async fn write(&self, plugin: Arc<LoadedPlugin>, req: types::Request) -> Result<Outcome, DispatchError> {
-        plugin.available()?;
-        let prepared = self.runtime.prepare(&plugin).await;
-        let outcome = self.apply(Work::Request { plugin, req, prepared }).await?;
+        let outcome = self.apply(Work::Request { plugin, req, prepared: None }).await?;
         outcome.ok_or_else(|| DispatchError::Internal("a request came back without an outcome".into()))
     }
 }

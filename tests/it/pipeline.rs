@@ -146,9 +146,7 @@ async fn other_writers_get_their_turn_during_a_stream_of_writes(backend: Backend
     }
     // Wait until the stream runs in batches.
     let before = stats.batches.load(Ordering::Relaxed);
-    while stats.batches.load(Ordering::Relaxed) < before + 20 {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    batches_reach(stats, before + 20).await;
 
     let jobs_before = stats.jobs.load(Ordering::Relaxed);
     let email = format!("{}@example.com", uuid::Uuid::new_v4().simple());
@@ -159,12 +157,21 @@ async fn other_writers_get_their_turn_during_a_stream_of_writes(backend: Backend
 
     // The stream still runs: the user was not created once it had ended (were the writers'
     // connection never given back, the creation would wait for a pool timeout and fail).
-    let after = stats.batches.load(Ordering::Relaxed);
-    while stats.batches.load(Ordering::Relaxed) < after + 5 {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    batches_reach(stats, stats.batches.load(Ordering::Relaxed) + 5).await;
     writing.store(false, Ordering::Relaxed);
     let answered: u64 = writers.join_all().await.into_iter().sum();
     assert!(answered > 0);
     assert!(jobs_during > 0, "no write was committed while the user was being created");
+}
+
+/// Wait until the committer has committed `count` batches in all; fail after 30 s.
+async fn batches_reach(stats: &host::pipeline::PipelineStats, count: u64) {
+    let reached = async {
+        while stats.batches.load(Ordering::Relaxed) < count {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), reached)
+        .await
+        .unwrap_or_else(|_| panic!("the stream of writes stopped before {count} batches"));
 }
