@@ -186,7 +186,7 @@ fn bench(c: &mut Criterion) {
                 for _ in 0..iters {
                     let tx = f.db().begin_read().await.expect("begin_read");
                     let start = Instant::now();
-                    let (result, tx) = f.runtime().handle(notes, note, tx).await;
+                    let (result, tx) = f.runtime().handle(notes, None, note, tx).await;
                     let checked = dispatch::check(notes, result.expect("the note is created"), note, false);
                     total += start.elapsed();
                     assert!(black_box(checked).is_ok());
@@ -209,7 +209,7 @@ fn bench(c: &mut Criterion) {
                     for _ in 0..iters {
                         let tx = f.db().begin_read().await.expect("begin_read");
                         let start = Instant::now();
-                        let (result, tx) = f.runtime().handle(&f.plugin, req, tx).await;
+                        let (result, tx) = f.runtime().handle(&f.plugin, None, req, tx).await;
                         total += start.elapsed();
                         black_box(result).ok();
                         tx.expect("the transaction comes back").rollback().await.expect("rollback");

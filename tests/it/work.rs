@@ -272,7 +272,7 @@ async fn a_claimed_task_is_left_to_its_node_until_the_lease_ends(backend: Backen
     assert!(tasks::pending(pool, 16, later).await.unwrap().iter().any(|t| t.id == "claimed"));
     let claims =
         futures_util::future::join_all((0..4).map(|_| tasks::claim(pool, "claimed", later, later + lease))).await;
-    let won: Vec<_> = claims.into_iter().map(Result::unwrap).flatten().collect();
+    let won: Vec<_> = claims.into_iter().filter_map(Result::unwrap).collect();
     assert_eq!(won, vec![2], "one claim of four at once wins, counting the attempt");
     sqlx::query("DELETE FROM tasks WHERE id = 'claimed'").execute(pool).await.unwrap();
     host.stop().await;
