@@ -26,9 +26,18 @@
 //!
 //! Plugins are pure controllers (their inputs are the request and their reads), so a batch the
 //! database aborts for a transient reason, or whose transaction breaks, is simply run again.
+//!
+//! For the same reason a request need not wait for its turn to run its plugin: while the
+//! committer is busy, a request calls its plugin on its own task, reading the last committed
+//! state on a reader connection, and keeps each read with its answer
+//! ([`Runtime::run_ahead`]). In its turn the committer asks those reads again in the batch's
+//! transaction ([`Runtime::settle`]): if every answer is the same, so is the call's, and only
+//! the writes are left to it; if one differs (a job before it wrote what it read), the plugin
+//! is called again, in the transaction, as it would have been. The calls of a busy pipeline
+//! thus run side by side, on every core, and its one serial path holds only the SQL.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use sqlx::Any;
@@ -38,7 +47,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::db::{self, Db, Dialect};
 use crate::dispatch::{self, DispatchError, Outcome};
 use crate::notifications::Notifier;
-use crate::plugin::{self, LoadedPlugin, Prepared, Runtime, types};
+use crate::plugin::{self, Ahead, LoadedPlugin, Prepared, Runtime, types};
 use crate::tasks::TaskWaker;
 
 /// Most jobs in one batch.
@@ -58,9 +67,10 @@ const KEEP_CONNECTION: Duration = Duration::from_millis(20);
 
 /// A change to apply.
 pub enum Work {
-    /// An HTTP request routed to a plugin action that may write, with the plugin's instance
-    /// for it once [`Pipeline::apply`] has made it ahead ([`Runtime::prepare`]).
-    Request { plugin: Arc<LoadedPlugin>, req: types::Request, prepared: Option<Prepared> },
+    /// An HTTP request routed to a plugin action that may write, with what
+    /// [`Pipeline::apply`] did ahead of its turn: the plugin's instance for it
+    /// ([`Runtime::prepare`]), or the call itself ([`Runtime::run_ahead`]).
+    Request { plugin: Arc<LoadedPlugin>, req: types::Request, prepared: Option<Prepared>, ahead: Option<Box<Ahead>> },
     /// A run of the stored task `task_id`: it is removed in the same savepoint, so when
     /// servers share the database the one that removes it runs it.
     Task { plugin: Arc<LoadedPlugin>, task_id: String, req: types::TaskRequest },
@@ -78,8 +88,11 @@ struct Job {
 #[derive(Clone)]
 pub struct Pipeline {
     jobs: mpsc::Sender<Job>,
+    db: Db,
     runtime: Arc<Runtime>,
     stats: Arc<PipelineStats>,
+    /// Changes in [`Pipeline::apply`], from entry to answer.
+    in_flight: Arc<AtomicUsize>,
 }
 
 /// Counters of the committer, for `/metrics` and tests.
@@ -89,6 +102,10 @@ pub struct PipelineStats {
     pub batches: AtomicU64,
     /// Jobs answered from committed batches.
     pub jobs: AtomicU64,
+    /// Plugin calls run ahead of their turn whose reads answered the same in it.
+    pub settled_ahead: AtomicU64,
+    /// Plugin calls run ahead of their turn and made again in it, a read having changed.
+    pub made_again: AtomicU64,
 }
 
 impl Work {
@@ -111,9 +128,16 @@ impl Pipeline {
     ) -> (Pipeline, tokio::task::JoinHandle<()>) {
         let (jobs, queue) = mpsc::channel(QUEUE);
         let stats = Arc::<PipelineStats>::default();
-        let committer =
-            Committer { db, runtime: Arc::clone(&runtime), notifier, tasks, queue, stats: Arc::clone(&stats) };
-        (Pipeline { jobs, runtime, stats }, tokio::spawn(committer.run()))
+        let committer = Committer {
+            db: db.clone(),
+            runtime: Arc::clone(&runtime),
+            notifier,
+            tasks,
+            queue,
+            stats: Arc::clone(&stats),
+        };
+        let pipeline = Pipeline { jobs, db, runtime, stats, in_flight: Arc::default() };
+        (pipeline, tokio::spawn(committer.run()))
     }
 
     pub fn stats(&self) -> &PipelineStats {
@@ -125,10 +149,19 @@ impl Pipeline {
         // An isolated plugin is answered at once, without waiting for a batch.
         let (Work::Request { plugin, .. } | Work::Task { plugin, .. }) = &work;
         plugin.available()?;
-        // A request's instance is made here, on its own task, rather than by the committer,
-        // which runs one job at a time.
-        if let Work::Request { plugin, prepared, .. } = &mut work {
-            *prepared = self.runtime.prepare(plugin).await;
+        let in_flight = InFlight::enter(&self.in_flight);
+        // What can be done before the request's turn is done here, on its own task, rather
+        // than by the committer, which runs one job at a time: with other changes under way,
+        // the call itself (when a reader connection is free); else the instance for it.
+        if let Work::Request { plugin, req, prepared, ahead } = &mut work {
+            if in_flight.others
+                && let Some(reader) = self.db.pool.try_acquire()
+            {
+                *ahead = self.runtime.run_ahead(plugin, req, reader).await.map(Box::new);
+            }
+            if ahead.is_none() {
+                *prepared = self.runtime.prepare(plugin).await;
+            }
         }
         let (reply, answer) = oneshot::channel();
         let stopped = || DispatchError::Internal("the write pipeline has stopped".into());
@@ -138,8 +171,27 @@ impl Pipeline {
 
     /// Run a request that may write; see [`Pipeline::apply`].
     pub async fn write(&self, plugin: Arc<LoadedPlugin>, req: types::Request) -> Result<Outcome, DispatchError> {
-        let outcome = self.apply(Work::Request { plugin, req, prepared: None }).await?;
+        let outcome = self.apply(Work::Request { plugin, req, prepared: None, ahead: None }).await?;
         outcome.ok_or_else(|| DispatchError::Internal("a request came back without an outcome".into()))
+    }
+}
+
+/// A change counted in [`Pipeline::in_flight`] while this lives.
+struct InFlight<'a> {
+    count: &'a AtomicUsize,
+    /// Whether other changes were under way when this one entered.
+    others: bool,
+}
+
+impl<'a> InFlight<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        InFlight { count, others: count.fetch_add(1, Ordering::Relaxed) > 0 }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -305,8 +357,20 @@ impl Committer {
     ) -> (Result<Option<dispatch::Applied>, DispatchError>, Option<db::Tx>, Writes) {
         // The plugin's checked output, and how far the job has written before applying it.
         let (plugin, checked, now, mut writes) = match work {
-            Work::Request { plugin, req, prepared } => {
-                let (result, back) = self.runtime.handle(plugin, prepared.take(), req, tx).await;
+            Work::Request { plugin, req, prepared, ahead } => {
+                // A call run ahead stands if its reads answer the same in the transaction.
+                let mut settled = None;
+                if let Some(ahead) = ahead.take() {
+                    let (answer, back) = self.runtime.settle(plugin, *ahead, tx).await;
+                    tx = back;
+                    let count = if answer.is_some() { &self.stats.settled_ahead } else { &self.stats.made_again };
+                    count.fetch_add(1, Ordering::Relaxed);
+                    settled = answer;
+                }
+                let (result, back) = match settled {
+                    Some(result) => (result, Some(tx)),
+                    None => self.runtime.handle(plugin, prepared.take(), req, tx).await,
+                };
                 let Some(back) = back else { return (result.map(|_| None).map_err(Into::into), None, Writes::None) };
                 tx = back;
                 let checked = result.map_err(DispatchError::from).and_then(|response| {

@@ -1,6 +1,7 @@
 //! The write pipeline under concurrency: requests share group-committed batches, and each
 //! fails alone. A refused or faulting request in the middle of a batch writes, logs and
-//! notifies nothing; every other commits once, with gapless offsets in commit order.
+//! notifies nothing; every other commits once, with gapless offsets in commit order. A plugin
+//! call run ahead of its turn counts once, and is made again when what it read has changed.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
@@ -12,22 +13,39 @@ use crate::support::{Backend, TestHost, both_backends};
 
 both_backends!(
     concurrent_writes_share_batches_and_fail_alone,
+    concurrent_writes_fail_alone_when_their_calls_run_ahead,
+    a_call_run_ahead_is_made_again_when_what_it_read_has_changed,
     host_owned_fields_are_stamped_by_the_host,
     other_writers_get_their_turn_during_a_stream_of_writes
 );
 
 async fn concurrent_writes_share_batches_and_fail_alone(backend: Backend) {
-    // Faults must not isolate the plugin halfway through. A small pool: only two instances
-    // may be made ahead of their calls, so most jobs make theirs in the committer, some not.
+    // A small pool: only two calls or instances may be made ahead of their turn, so most
+    // jobs call their plugin in the committer, some not.
+    writes_fail_alone(backend, 8).await;
+}
+
+async fn concurrent_writes_fail_alone_when_their_calls_run_ahead(backend: Backend) {
+    // The default pool: most calls run ahead while the committer is busy.
+    let settled_ahead = writes_fail_alone(backend, host::plugin::Limits::default().max_instances).await;
+    assert!(settled_ahead > 0, "no call run ahead was settled");
+}
+
+/// A cycle of successes, refusals and faults, 12 times, all at once, with a pool of
+/// `max_instances`; returns how many calls run ahead were settled.
+async fn writes_fail_alone(backend: Backend, max_instances: u32) -> u64 {
+    // Faults must not isolate the plugin halfway through.
     let host = TestHost::start_with(backend, |c| {
         c.limits.isolate_after = 10_000;
-        c.limits.max_instances = 8;
+        c.limits.max_instances = max_instances;
     })
     .await;
+    let admin = host.admin().await;
     let (user, _) = host.user("USER").await;
     let position = host.log_position().await;
     let stats = host.server.state.pipeline.stats();
     let (batches, jobs) = (stats.batches.load(Ordering::Relaxed), stats.jobs.load(Ordering::Relaxed));
+    let settled = stats.settled_ahead.load(Ordering::Relaxed);
 
     // Each kind of refusal or fault between successes: a trap, invalid output (a status, an
     // ungranted write or notification, another session), a version conflict after a write,
@@ -59,6 +77,7 @@ async fn concurrent_writes_share_batches_and_fail_alone(backend: Backend) {
     let answers = requests.join_all().await;
 
     let mut created = BTreeSet::new();
+    let mut error_ids = BTreeSet::new();
     for (action, status, body) in &answers {
         let expected = match *action {
             "ok" => StatusCode::CREATED,
@@ -66,9 +85,11 @@ async fn concurrent_writes_share_batches_and_fail_alone(backend: Backend) {
             _ => StatusCode::BAD_GATEWAY,
         };
         assert_eq!(*status, expected, "{action}: {body}");
-        if *action == "ok" {
-            created.insert(body["id"].as_str().unwrap().to_owned());
-        }
+        match *action {
+            "ok" => created.insert(body["id"].as_str().unwrap().to_owned()),
+            _ if expected == StatusCode::BAD_GATEWAY => error_ids.insert(body["errorId"].as_str().unwrap().to_owned()),
+            _ => false,
+        };
     }
     assert_eq!(created.len(), 12 * 4);
     assert_eq!(host.stored("FAULT").await, created.len() as i64, "only the successes wrote");
@@ -87,11 +108,55 @@ async fn concurrent_writes_share_batches_and_fail_alone(backend: Backend) {
     let check = host.server.state.db.check().await.unwrap();
     assert!(check.offsets_gapless && check.offsets_consistent, "{check:?}");
 
+    // Each call counted once in the plugin's journal, whether it ran ahead or in its turn: one
+    // fault per failed request, and one panic message per trap.
+    let (_, journal) = admin.get("/api/v1/admin/plugins/fault-misbehave/logs").await;
+    let journal = journal.as_array().unwrap();
+    let faults: BTreeSet<String> =
+        journal.iter().filter(|e| e["level"] == "fault").map(|e| e["errorId"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(faults, error_ids, "one fault in the journal per failed request");
+    assert_eq!(journal.iter().filter(|e| e["level"] == "fault").count(), error_ids.len());
+    let panics = journal.iter().filter(|e| e["message"].as_str().unwrap().contains("traps on purpose")).count();
+    assert_eq!(panics, 12, "one panic message per trap");
+
     let batches = stats.batches.load(Ordering::Relaxed) - batches;
     let jobs = stats.jobs.load(Ordering::Relaxed) - jobs;
     assert_eq!(jobs, answers.len() as u64, "every request went through the pipeline once");
     assert!(batches < jobs, "concurrent requests shared batches: {jobs} jobs in {batches} batches");
+    let settled = stats.settled_ahead.load(Ordering::Relaxed) - settled;
     host.stop().await;
+    settled
+}
+
+/// Departments of one name created all at once: each call run ahead finds the name free, but
+/// only the first to commit may take it. The others' reads answer otherwise in their turn,
+/// so their calls are made again there and refuse, as if the requests had come one by one.
+async fn a_call_run_ahead_is_made_again_when_what_it_read_has_changed(backend: Backend) {
+    let host = TestHost::start(backend).await;
+    let admin = host.admin().await;
+    let stats = host.server.state.pipeline.stats();
+    let position = host.log_position().await;
+    let again = stats.made_again.load(Ordering::Relaxed);
+    // Whether a call runs ahead and reads before the first commit depends on timing: go on
+    // until some have (every round is checked whole).
+    let mut rounds = 0;
+    while stats.made_again.load(Ordering::Relaxed) == again && rounds < 30 {
+        rounds += 1;
+        let name = format!("Same name {rounds}");
+        let mut requests = tokio::task::JoinSet::new();
+        for _ in 0..16 {
+            let (http, url, name) = (admin.http.clone(), admin.url("/api/v1/departments"), name.clone());
+            requests.spawn(async move { http.post(url).json(&json!({ "name": name })).send().await.unwrap().status() });
+        }
+        let mut statuses = requests.join_all().await;
+        statuses.sort();
+        let mut expected = vec![StatusCode::CONFLICT; 15];
+        expected.insert(0, StatusCode::CREATED);
+        assert_eq!(statuses, expected, "round {rounds}: one department per name");
+        assert_eq!(host.stored("DEPARTMENT").await, rounds);
+        assert_eq!(host.notified_since(position).await.len() as i64, rounds, "one notification per department");
+    }
+    assert!(stats.made_again.load(Ordering::Relaxed) > again, "no call was made again in {rounds} rounds");
 }
 
 /// The host stamps `createdAt` and `updatedAt` on what it stores and on the notified copy of a

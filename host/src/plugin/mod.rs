@@ -21,5 +21,5 @@ mod stats;
 pub use bindings::wit as types;
 pub use error::{Error, FaultKind, LoadError, refusal_message};
 pub use registry::Registry;
-pub use runtime::{Limits, LoadedPlugin, Prepared, RouteMatch, Runtime, USER_VIEWS};
+pub use runtime::{Ahead, Limits, LoadedPlugin, Prepared, RouteMatch, Runtime, USER_VIEWS};
 pub use stats::{BUCKETS_US, Stats};

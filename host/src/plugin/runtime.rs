@@ -8,6 +8,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
+use sqlx::Any;
+use sqlx::pool::PoolConnection;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder, Trap,
@@ -19,7 +21,8 @@ use crate::db::records::ElementFields;
 use crate::db::{self, Dialect};
 use crate::plugin::bindings::{Plugin, PluginPre, wit};
 use crate::plugin::ctx::PluginCtx;
-use crate::plugin::host_api::{self, log::LogState, store::StoreState, wasi::Output};
+use crate::plugin::host_api::store::{Read, StoreState};
+use crate::plugin::host_api::{self, log::LogState, wasi::Output};
 use crate::plugin::journal::{Journal, Journals};
 use crate::plugin::stats::Stats;
 use crate::plugin::{Error, FaultKind, LoadError};
@@ -95,6 +98,18 @@ pub struct Prepared {
     /// How long making it took, counted in the call's latency.
     made_in: Duration,
     _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// A request's call run ahead of its turn in the write pipeline ([`Runtime::run_ahead`]):
+/// what it came to, with the reads it was answered, to be checked in the transaction it would
+/// be applied in ([`Runtime::settle`]). Until then it has counted nowhere: not in the plugin's
+/// statistics, not toward its isolation, not in its journal.
+pub struct Ahead {
+    result: wasmtime::Result<Result<wit::Response, wit::PluginError>>,
+    reads: Vec<Read>,
+    log: LogState,
+    printed: Vec<u8>,
+    took: Duration,
 }
 
 /// A compiled, linked, described and validated plugin, ready to serve.
@@ -301,6 +316,77 @@ impl Runtime {
             instance.tidings_plugin_handler().call_handle(store, req).await
         })
         .await
+    }
+
+    /// Run `handle` on a fresh instance ahead of the request's turn in the write pipeline,
+    /// reading on `reader` (the last committed state), keeping every read and its answer.
+    /// `None` if it could not be run so: no room in the pool for an instance made ahead, or
+    /// the database failed; the call is then made in turn, as [`Runtime::handle`].
+    pub async fn run_ahead(
+        &self,
+        plugin: &LoadedPlugin,
+        req: &wit::Request,
+        reader: PoolConnection<Any>,
+    ) -> Option<Ahead> {
+        let _slot = self.ahead.try_acquire().ok()?;
+        let started = Instant::now();
+        let mut store = self.new_store(Some(plugin), None);
+        let ctx = store.data_mut();
+        ctx.store.reader = Some(reader);
+        ctx.store.reads = Some(Vec::new());
+        ctx.log.hold();
+        let timeout = self.limits_for(&plugin.descriptor.name).timeout;
+        let result = bounded(timeout, async {
+            let instance = plugin.pre.instantiate_async(&mut store).await?;
+            instance.tidings_plugin_handler().call_handle(&mut store, req).await
+        })
+        .await;
+        let took = started.elapsed();
+        let PluginCtx { store: StoreState { reads, host_error, .. }, log, output, .. } = store.into_data();
+        if host_error.is_some() {
+            return None;
+        }
+        Some(Ahead { result, reads: reads.unwrap_or_default(), log, printed: output.take(), took })
+    }
+
+    /// The answer of a call run ahead ([`Runtime::run_ahead`]), if its reads answer the same in
+    /// `tx`, the transaction it is to be applied in: then the call, a function of the request
+    /// and its reads, would come to the same, and it counts as the call of the request.
+    /// `None` if a read answers otherwise: the call must be made again, in `tx`.
+    pub async fn settle(
+        &self,
+        plugin: &LoadedPlugin,
+        ahead: Ahead,
+        tx: db::Tx,
+    ) -> (Option<Result<wit::Response, Error>>, db::Tx) {
+        if let Err(isolated) = plugin.available() {
+            return (Some(Err(isolated)), tx);
+        }
+        let limits = self.limits_for(&plugin.descriptor.name);
+        let mut store = StoreState::new(
+            Some(tx),
+            self.dialect,
+            self.elements.clone(),
+            Arc::clone(&plugin.readable),
+            limits.max_bytes_read,
+        );
+        let same = store.replay(&ahead.reads).await;
+        let tx = store.tx.take().expect("replaying reads keeps the transaction");
+        match (same, store.host_error) {
+            (_, Some(err)) => (Some(Err(Error::Host(err))), tx),
+            (Ok(false), None) => (None, tx),
+            (Err(trap), None) => (Some(Err(Error::Host(db::Error::Corrupt(trap.to_string())))), tx),
+            (Ok(true), None) => {
+                let Ahead { result, mut log, printed, took, .. } = ahead;
+                plugin.stats.calls.fetch_add(1, Ordering::Relaxed);
+                plugin.stats.record_latency(took);
+                log.release();
+                if !printed.is_empty() {
+                    plugin.journal.output(&plugin.descriptor.version, &printed);
+                }
+                (Some(self.outcome(plugin, result, None)), tx)
+            }
+        }
     }
 
     /// Run `run-task` on a fresh instance, like [`Runtime::handle`].

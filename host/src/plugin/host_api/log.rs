@@ -18,20 +18,29 @@ pub struct LogState {
     version: String,
     journal: Arc<Journal>,
     written: usize,
+    /// Lines held back until the call is known to count ([`LogState::hold`]).
+    held: Option<Vec<(Level, String)>>,
 }
 
 impl LogState {
     pub fn new(plugin: &str, version: &str, journal: Arc<Journal>) -> Self {
-        LogState { plugin: plugin.to_owned(), version: version.to_owned(), journal, written: 0 }
+        LogState { plugin: plugin.to_owned(), version: version.to_owned(), journal, written: 0, held: None }
     }
-}
 
-impl wit_log::Host for LogState {
-    fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
-        if self.written >= MAX_LOG_BYTES_PER_CALL {
-            return Ok(());
+    /// Hold the call's lines back until [`LogState::release`]: a call run ahead of its turn
+    /// may be run again, and its author should read each request's lines once.
+    pub fn hold(&mut self) {
+        self.held = Some(Vec::new());
+    }
+
+    /// Write the lines held back.
+    pub fn release(&mut self) {
+        for (level, message) in self.held.take().unwrap_or_default() {
+            self.write(level, &message);
         }
-        self.written += message.len();
+    }
+
+    fn write(&self, level: Level, message: &str) {
         let plugin = &self.plugin;
         let name = match level {
             Level::Trace => "trace",
@@ -47,7 +56,20 @@ impl wit_log::Host for LogState {
             Level::Warn => tracing::warn!(plugin, "{message}"),
             Level::Error => tracing::error!(plugin, "{message}"),
         }
-        self.journal.push(name, &self.version, &message, None);
+        self.journal.push(name, &self.version, message, None);
+    }
+}
+
+impl wit_log::Host for LogState {
+    fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        if self.written >= MAX_LOG_BYTES_PER_CALL {
+            return Ok(());
+        }
+        self.written += message.len();
+        match &mut self.held {
+            Some(held) => held.push((level, message)),
+            None => self.write(level, &message),
+        }
         Ok(())
     }
 }

@@ -4,10 +4,16 @@
 //! A refusal (ungranted type, malformed query, quota) is a WIT `store-error` the plugin can
 //! handle; a database failure is the host's fault and traps the call, remembered in
 //! [`StoreState::host_error`] so the caller answers 500 rather than blaming the plugin.
+//!
+//! A call run ahead of its turn in the write pipeline reads on a reader connection instead,
+//! and every read is kept with its answer ([`Read`]), to be asked again in the transaction
+//! its result is applied in ([`StoreState::replay`]).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use sqlx::Any;
+use sqlx::pool::PoolConnection;
 use wasmtime::component::{HasSelf, Linker};
 
 use crate::db::{self, Dialect, records};
@@ -18,6 +24,10 @@ use crate::plugin::ctx::PluginCtx;
 pub struct StoreState {
     /// The request's transaction; taken back by the runtime after the call.
     pub tx: Option<db::Tx>,
+    /// A reader connection, for a call run ahead of its turn (then `tx` is `None`).
+    pub reader: Option<PoolConnection<Any>>,
+    /// The reads made and their answers, when they are kept (a call run ahead).
+    pub reads: Option<Vec<Read>>,
     dialect: Dialect,
     elements: records::ElementFields,
     /// Record types this plugin may read.
@@ -36,7 +46,34 @@ impl StoreState {
         readable: Arc<BTreeSet<String>>,
         max_bytes_read: usize,
     ) -> Self {
-        StoreState { tx, dialect, elements, readable, bytes_read: 0, max_bytes_read, host_error: None }
+        StoreState {
+            tx,
+            reader: None,
+            reads: None,
+            dialect,
+            elements,
+            readable,
+            bytes_read: 0,
+            max_bytes_read,
+            host_error: None,
+        }
+    }
+
+    /// Ask `reads` again, in order, in this state's transaction: whether every one has the
+    /// same answer now. A call whose reads all answer the same would do the same again.
+    pub async fn replay(&mut self, reads: &[Read]) -> wasmtime::Result<bool> {
+        for read in reads {
+            let same = match read {
+                Read::Get { record_type, id, answer } => {
+                    self.get_record(record_type.clone(), id.clone()).await? == *answer
+                }
+                Read::Find { query, answer } => self.find_records(query.clone()).await? == *answer,
+            };
+            if !same {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     fn check_readable(&self, record_type: &str) -> Result<(), wit::StoreError> {
@@ -48,9 +85,10 @@ impl StoreState {
     }
 
     fn conn(&mut self) -> wasmtime::Result<&mut sqlx::AnyConnection> {
-        match self.tx.as_mut() {
-            Some(tx) => Ok(&mut **tx),
-            None => Err(wasmtime::format_err!("the store is not available outside a request")),
+        match (self.tx.as_mut(), self.reader.as_mut()) {
+            (Some(tx), _) => Ok(&mut **tx),
+            (None, Some(reader)) => Ok(&mut **reader),
+            (None, None) => Err(wasmtime::format_err!("the store is not available outside a request")),
         }
     }
 
@@ -71,14 +109,12 @@ impl StoreState {
         self.host_error = Some(err);
         wasmtime::format_err!(message)
     }
-}
 
-impl wit_store::Host for StoreState {
-    async fn get(
+    async fn get_record(
         &mut self,
         record_type: String,
         id: String,
-    ) -> wasmtime::Result<Result<Option<wit::StoredRecord>, wit::StoreError>> {
+    ) -> wasmtime::Result<Answer<Option<wit::StoredRecord>>> {
         if let Err(denied) = self.check_readable(&record_type) {
             return Ok(Err(denied));
         }
@@ -92,7 +128,7 @@ impl wit_store::Host for StoreState {
         Ok(Ok(found.map(into_wit)))
     }
 
-    async fn find(&mut self, q: wit::Query) -> wasmtime::Result<Result<Vec<wit::StoredRecord>, wit::StoreError>> {
+    async fn find_records(&mut self, q: wit::Query) -> wasmtime::Result<Answer<Vec<wit::StoredRecord>>> {
         if let Err(denied) = self.check_readable(&q.record_type) {
             return Ok(Err(denied));
         }
@@ -107,6 +143,32 @@ impl wit_store::Host for StoreState {
             return Ok(Err(quota));
         }
         Ok(Ok(found.into_iter().map(into_wit).collect()))
+    }
+}
+
+/// What a read answers the plugin.
+type Answer<T> = Result<T, wit::StoreError>;
+
+/// A read a call made, and its answer.
+#[derive(Debug)]
+pub enum Read {
+    Get { record_type: String, id: String, answer: Answer<Option<wit::StoredRecord>> },
+    Find { query: wit::Query, answer: Answer<Vec<wit::StoredRecord>> },
+}
+
+impl wit_store::Host for StoreState {
+    async fn get(&mut self, record_type: String, id: String) -> wasmtime::Result<Answer<Option<wit::StoredRecord>>> {
+        let Some(_) = self.reads else { return self.get_record(record_type, id).await };
+        let answer = self.get_record(record_type.clone(), id.clone()).await?;
+        self.reads.get_or_insert_default().push(Read::Get { record_type, id, answer: answer.clone() });
+        Ok(answer)
+    }
+
+    async fn find(&mut self, q: wit::Query) -> wasmtime::Result<Answer<Vec<wit::StoredRecord>>> {
+        let Some(_) = self.reads else { return self.find_records(q).await };
+        let answer = self.find_records(q.clone()).await?;
+        self.reads.get_or_insert_default().push(Read::Find { query: q, answer: answer.clone() });
+        Ok(answer)
     }
 }
 
