@@ -157,6 +157,17 @@ async fn a_call_run_ahead_is_made_again_when_what_it_read_has_changed(backend: B
         assert_eq!(host.notified_since(position).await.len() as i64, rounds, "one notification per department");
     }
     assert!(stats.made_again.load(Ordering::Relaxed) > again, "no call was made again in {rounds} rounds");
+
+    // Operators see both counts.
+    let (_, metrics) = admin.get("/metrics").await;
+    let metrics = metrics.as_str().unwrap();
+    for (metric, count) in [
+        ("tidings_pipeline_calls_made_again_total", &stats.made_again),
+        ("tidings_pipeline_calls_settled_ahead_total", &stats.settled_ahead),
+    ] {
+        let line = format!("\n{metric} {}\n", count.load(Ordering::Relaxed));
+        assert!(metrics.contains(&line), "{line:?} in {metrics}");
+    }
 }
 
 /// The host stamps `createdAt` and `updatedAt` on what it stores and on the notified copy of a

@@ -114,7 +114,10 @@ impl Db {
                 // connection writes in between), and a writer waiting for the lock waits in
                 // the pool's queue, woken as soon as it is free, instead of sleeping in
                 // SQLite's busy handler.
-                let pool = sqlite_pool(8).connect_with(options.clone()).await?;
+                // Sixteen readers: besides GETs and session lookups, every write on a busy
+                // server runs its plugin call ahead on one (`pipeline.rs`), and falls back to
+                // the committer when none is free.
+                let pool = sqlite_pool(16).connect_with(options.clone()).await?;
                 let writer = sqlite_pool(1).connect_with(options).await?;
                 (pool, writer)
             }

@@ -184,6 +184,27 @@ pub async fn metrics(
     counter(&mut out, "tidings_plugin_timeouts_total", "Calls stopped at their deadline.", &|p| {
         p.stats.timeouts.load(Ordering::Relaxed)
     });
+    let pipeline = state.pipeline.stats();
+    for (metric, help, value) in [
+        ("tidings_pipeline_batches_total", "Batches the write pipeline committed.", &pipeline.batches),
+        ("tidings_pipeline_jobs_total", "Changes answered from committed batches.", &pipeline.jobs),
+        (
+            "tidings_pipeline_calls_settled_ahead_total",
+            "Plugin calls run ahead of their turn whose reads answered the same in it.",
+            &pipeline.settled_ahead,
+        ),
+        (
+            "tidings_pipeline_calls_made_again_total",
+            "Plugin calls run ahead of their turn and made again in it, a read having changed.",
+            &pipeline.made_again,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {metric} {help}\n# TYPE {metric} counter\n{metric} {}",
+            value.load(Ordering::Relaxed)
+        );
+    }
     let metric = "tidings_plugin_call_duration_seconds";
     let _ = writeln!(out, "# HELP {metric} Plugin call latency.\n# TYPE {metric} histogram");
     for p in &plugins {
