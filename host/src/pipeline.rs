@@ -34,7 +34,8 @@
 //! transaction ([`Runtime::settle`]): if every answer is the same, so is the call's, and only
 //! the writes are left to it; if one differs (a job before it wrote what it read), the plugin
 //! is called again, in the transaction, as it would have been. The calls of a busy pipeline
-//! thus run side by side, on every core, and its one serial path holds only the SQL.
+//! thus run side by side, and the one serial path is left with the reads again and the
+//! writes. A hostile call (a loop to its deadline) no longer holds up every write behind it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -1097,6 +1097,8 @@ async fn a_task_that_cannot_complete_ends_its_job_error(backend: Backend) {
     )
     .await;
     let input = json!({ "jobId": job, "csv": "start,end,description\n2027-03-04,2027-03-04,x\n" });
+    // Taken before the task is stored: the task runner may run it at once.
+    let position = host.log_position().await;
     sqlx::query(
         "INSERT INTO tasks (id, plugin, name, input, attempts, last_error, created_at) \
          VALUES ($1, 'event', 'import', $2, $3, 'the plugin timed out', $4)",
@@ -1109,7 +1111,6 @@ async fn a_task_that_cannot_complete_ends_its_job_error(backend: Backend) {
     .await
     .unwrap();
     host.server.state.tasks.wake();
-    let position = host.log_position().await;
     let failed = finished_job(&host, &job).await;
     assert_eq!((&failed["state"], &failed["log"]), (&json!("ERROR"), &json!("the plugin timed out")));
     assert_eq!(host.stored("EVENT").await, 0);
