@@ -114,10 +114,11 @@ impl Db {
                 // connection writes in between), and a writer waiting for the lock waits in
                 // the pool's queue, woken as soon as it is free, instead of sleeping in
                 // SQLite's busy handler.
-                // Sixteen readers: besides GETs and session lookups, every write on a busy
-                // server runs its plugin call ahead on one (`pipeline.rs`), and falls back to
-                // the committer when none is free.
-                let pool = sqlite_pool(16).connect_with(options.clone()).await?;
+                // Besides GETs and session lookups, a write on a busy server runs its plugin
+                // call ahead on a reader when one is free (`pipeline.rs`). Sixteen let more
+                // calls run ahead (78 % at C = 32 against 44 %) but measured no faster, and
+                // slower at C = 1 (BENCHMARKS.md): eight.
+                let pool = sqlite_pool(8).connect_with(options.clone()).await?;
                 let writer = sqlite_pool(1).connect_with(options).await?;
                 (pool, writer)
             }
