@@ -26,9 +26,15 @@ async fn concurrent_writes_share_batches_and_fail_alone(backend: Backend) {
 }
 
 async fn concurrent_writes_fail_alone_when_their_calls_run_ahead(backend: Backend) {
-    // The default pool: most calls run ahead while the committer is busy.
-    let settled_ahead = writes_fail_alone(backend, host::plugin::Limits::default().max_instances).await;
-    assert!(settled_ahead > 0, "no call run ahead was settled");
+    // The default pool: calls run ahead while the committer is busy and a reader is free.
+    // In one burst the readers may all be taken by the session lookups that come first:
+    // go on until some calls ran ahead (every run is checked whole).
+    for _ in 0..5 {
+        if writes_fail_alone(backend, host::plugin::Limits::default().max_instances).await > 0 {
+            return;
+        }
+    }
+    panic!("no call run ahead was settled in 5 runs");
 }
 
 /// A cycle of successes, refusals and faults, 12 times, all at once, with a pool of
