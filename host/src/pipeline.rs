@@ -69,12 +69,20 @@ const KEEP_CONNECTION: Duration = Duration::from_millis(20);
 /// A change to apply.
 pub enum Work {
     /// An HTTP request routed to a plugin action that may write, with what
-    /// [`Pipeline::apply`] did ahead of its turn: the plugin's instance for it
-    /// ([`Runtime::prepare`]), or the call itself ([`Runtime::run_ahead`]).
-    Request { plugin: Arc<LoadedPlugin>, req: types::Request, prepared: Option<Prepared>, ahead: Option<Box<Ahead>> },
+    /// [`Pipeline::apply`] did for it ahead of its turn.
+    Request { plugin: Arc<LoadedPlugin>, req: types::Request, early: Early },
     /// A run of the stored task `task_id`: it is removed in the same savepoint, so when
     /// servers share the database the one that removes it runs it.
     Task { plugin: Arc<LoadedPlugin>, task_id: String, req: types::TaskRequest },
+}
+
+/// What a request's plugin call has from before its turn.
+pub enum Early {
+    Nothing,
+    /// Its instance ([`Runtime::prepare`]).
+    Instance(Prepared),
+    /// The call itself, to be settled ([`Runtime::run_ahead`]).
+    Call(Box<Ahead>),
 }
 
 /// What a job comes to: the outcome, or `None` for a task that was gone (run elsewhere).
@@ -154,15 +162,15 @@ impl Pipeline {
         // What can be done before the request's turn is done here, on its own task, rather
         // than by the committer, which runs one job at a time: with other changes under way,
         // the call itself (when a reader connection is free); else the instance for it.
-        if let Work::Request { plugin, req, prepared, ahead } = &mut work {
-            if in_flight.others
-                && let Some(reader) = self.db.pool.try_acquire()
-            {
-                *ahead = self.runtime.run_ahead(plugin, req, reader).await.map(Box::new);
-            }
-            if ahead.is_none() {
-                *prepared = self.runtime.prepare(plugin).await;
-            }
+        if let Work::Request { plugin, req, early } = &mut work {
+            let ahead = match in_flight.others.then(|| self.db.pool.try_acquire()).flatten() {
+                Some(reader) => self.runtime.run_ahead(plugin, req, reader).await,
+                None => None,
+            };
+            *early = match ahead {
+                Some(ahead) => Early::Call(Box::new(ahead)),
+                None => self.runtime.prepare(plugin).await.map_or(Early::Nothing, Early::Instance),
+            };
         }
         let (reply, answer) = oneshot::channel();
         let stopped = || DispatchError::Internal("the write pipeline has stopped".into());
@@ -172,7 +180,7 @@ impl Pipeline {
 
     /// Run a request that may write; see [`Pipeline::apply`].
     pub async fn write(&self, plugin: Arc<LoadedPlugin>, req: types::Request) -> Result<Outcome, DispatchError> {
-        let outcome = self.apply(Work::Request { plugin, req, prepared: None, ahead: None }).await?;
+        let outcome = self.apply(Work::Request { plugin, req, early: Early::Nothing }).await?;
         outcome.ok_or_else(|| DispatchError::Internal("a request came back without an outcome".into()))
     }
 }
@@ -358,19 +366,21 @@ impl Committer {
     ) -> (Result<Option<dispatch::Applied>, DispatchError>, Option<db::Tx>, Writes) {
         // The plugin's checked output, and how far the job has written before applying it.
         let (plugin, checked, now, mut writes) = match work {
-            Work::Request { plugin, req, prepared, ahead } => {
-                // A call run ahead stands if its reads answer the same in the transaction.
-                let mut settled = None;
-                if let Some(ahead) = ahead.take() {
-                    let (answer, back) = self.runtime.settle(plugin, *ahead, tx).await;
-                    tx = back;
-                    let count = if answer.is_some() { &self.stats.settled_ahead } else { &self.stats.made_again };
-                    count.fetch_add(1, Ordering::Relaxed);
-                    settled = answer;
-                }
-                let (result, back) = match settled {
-                    Some(result) => (result, Some(tx)),
-                    None => self.runtime.handle(plugin, prepared.take(), req, tx).await,
+            Work::Request { plugin, req, early } => {
+                let (result, back) = match std::mem::replace(early, Early::Nothing) {
+                    Early::Nothing => self.runtime.handle(plugin, None, req, tx).await,
+                    Early::Instance(prepared) => self.runtime.handle(plugin, Some(prepared), req, tx).await,
+                    // A call run ahead stands if its reads answer the same in the transaction.
+                    Early::Call(ahead) => match self.runtime.settle(plugin, *ahead, tx).await {
+                        (Some(result), tx) => {
+                            self.stats.settled_ahead.fetch_add(1, Ordering::Relaxed);
+                            (result, Some(tx))
+                        }
+                        (None, tx) => {
+                            self.stats.made_again.fetch_add(1, Ordering::Relaxed);
+                            self.runtime.handle(plugin, None, req, tx).await
+                        }
+                    },
                 };
                 let Some(back) = back else { return (result.map(|_| None).map_err(Into::into), None, Writes::None) };
                 tx = back;

@@ -335,12 +335,11 @@ impl Runtime {
         ctx.store.reader = Some(reader);
         ctx.store.reads = Some(Vec::new());
         ctx.log.hold();
-        let timeout = self.limits_for(&plugin.descriptor.name).timeout;
-        let result = bounded(timeout, async {
-            let instance = plugin.pre.instantiate_async(&mut store).await?;
-            instance.tidings_plugin_handler().call_handle(&mut store, req).await
-        })
-        .await;
+        let result = self
+            .call_fresh(plugin, &mut store, async |store, instance| {
+                instance.tidings_plugin_handler().call_handle(store, req).await
+            })
+            .await;
         let took = started.elapsed();
         let PluginCtx { store: StoreState { reads, host_error, .. }, log, output, .. } = store.into_data();
         if host_error.is_some() {
@@ -362,14 +361,7 @@ impl Runtime {
         if let Err(isolated) = plugin.available() {
             return (Some(Err(isolated)), tx);
         }
-        let limits = self.limits_for(&plugin.descriptor.name);
-        let mut store = StoreState::new(
-            Some(tx),
-            self.dialect,
-            self.elements.clone(),
-            Arc::clone(&plugin.readable),
-            limits.max_bytes_read,
-        );
+        let mut store = self.store_state(Some(plugin), Some(tx));
         let same = store.replay(&ahead.reads).await;
         let tx = store.tx.take().expect("replaying reads keeps the transaction");
         match (same, store.host_error) {
@@ -379,11 +371,8 @@ impl Runtime {
             (Ok(true), None) => {
                 let Ahead { result, mut log, printed, took, .. } = ahead;
                 plugin.stats.calls.fetch_add(1, Ordering::Relaxed);
-                plugin.stats.record_latency(took);
                 log.release();
-                if !printed.is_empty() {
-                    plugin.journal.output(&plugin.descriptor.version, &printed);
-                }
+                self.ended(plugin, took, &printed);
                 (Some(self.outcome(plugin, result, None)), tx)
             }
         }
@@ -446,22 +435,39 @@ impl Runtime {
             }
             None => {
                 let mut store = self.new_store(Some(plugin), Some(tx));
-                let result = bounded(timeout, async {
-                    let instance = plugin.pre.instantiate_async(&mut store).await?;
-                    export(&mut store, instance).await
-                })
-                .await;
+                let result = self.call_fresh(plugin, &mut store, export).await;
                 (Duration::ZERO, store, result)
             }
         };
         let ctx = store.data_mut();
         let (tx, host_error) = (ctx.store.tx.take(), ctx.store.host_error.take());
-        plugin.stats.record_latency(made_in + started.elapsed());
-        let printed = ctx.output.take();
-        if !printed.is_empty() {
-            plugin.journal.output(&plugin.descriptor.version, &printed);
-        }
+        self.ended(plugin, made_in + started.elapsed(), &ctx.output.take());
         (self.outcome(plugin, result, host_error), tx)
+    }
+
+    /// Make an instance of `plugin` in `store` and call `export` on it, within the plugin's
+    /// deadline.
+    async fn call_fresh<T>(
+        &self,
+        plugin: &LoadedPlugin,
+        store: &mut Store<PluginCtx>,
+        export: impl AsyncFnOnce(&mut Store<PluginCtx>, Plugin) -> wasmtime::Result<Result<T, wit::PluginError>>,
+    ) -> wasmtime::Result<Result<T, wit::PluginError>> {
+        let timeout = self.limits_for(&plugin.descriptor.name).timeout;
+        bounded(timeout, async {
+            let instance = plugin.pre.instantiate_async(&mut *store).await?;
+            export(store, instance).await
+        })
+        .await
+    }
+
+    /// Count a call that counts (made in turn, or run ahead and settled): its latency, and
+    /// what it printed into the plugin's journal.
+    fn ended(&self, plugin: &LoadedPlugin, took: Duration, printed: &[u8]) {
+        plugin.stats.record_latency(took);
+        if !printed.is_empty() {
+            plugin.journal.output(&plugin.descriptor.version, printed);
+        }
     }
 
     fn outcome<T>(
@@ -502,11 +508,21 @@ impl Runtime {
         }
     }
 
+    /// The store capability's state for a call of `plugin` (`None` while loading one),
+    /// reading in `tx`.
+    fn store_state(&self, plugin: Option<&LoadedPlugin>, tx: Option<db::Tx>) -> StoreState {
+        let (name, readable) = match plugin {
+            Some(p) => (&*p.descriptor.name, Arc::clone(&p.readable)),
+            None => ("loading", Arc::default()),
+        };
+        StoreState::new(tx, self.dialect, self.elements.clone(), readable, self.limits_for(name).max_bytes_read)
+    }
+
     /// A store for one call of `plugin` (`None` while loading one), reading in `tx`.
     fn new_store(&self, plugin: Option<&LoadedPlugin>, tx: Option<db::Tx>) -> Store<PluginCtx> {
-        let (name, version, readable, journal) = match plugin {
-            Some(p) => (&*p.descriptor.name, &*p.descriptor.version, Arc::clone(&p.readable), Arc::clone(&p.journal)),
-            None => ("loading", "", Arc::default(), Arc::default()),
+        let (name, version, journal) = match plugin {
+            Some(p) => (&*p.descriptor.name, &*p.descriptor.version, Arc::clone(&p.journal)),
+            None => ("loading", "", Arc::default()),
         };
         let limits = self.limits_for(name);
         let output = Output::default();
@@ -521,7 +537,7 @@ impl Runtime {
                 .table_elements(100_000)
                 .trap_on_grow_failure(true)
                 .build(),
-            store: StoreState::new(tx, self.dialect, self.elements.clone(), readable, limits.max_bytes_read),
+            store: self.store_state(plugin, tx),
             log: LogState::new(name, version, journal),
             output,
         };

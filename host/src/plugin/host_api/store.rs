@@ -158,16 +158,24 @@ pub enum Read {
 
 impl wit_store::Host for StoreState {
     async fn get(&mut self, record_type: String, id: String) -> wasmtime::Result<Answer<Option<wit::StoredRecord>>> {
-        let Some(_) = self.reads else { return self.get_record(record_type, id).await };
+        if self.reads.is_none() {
+            return self.get_record(record_type, id).await;
+        }
         let answer = self.get_record(record_type.clone(), id.clone()).await?;
-        self.reads.get_or_insert_default().push(Read::Get { record_type, id, answer: answer.clone() });
+        if let Some(reads) = &mut self.reads {
+            reads.push(Read::Get { record_type, id, answer: answer.clone() });
+        }
         Ok(answer)
     }
 
     async fn find(&mut self, q: wit::Query) -> wasmtime::Result<Answer<Vec<wit::StoredRecord>>> {
-        let Some(_) = self.reads else { return self.find_records(q).await };
+        if self.reads.is_none() {
+            return self.find_records(q).await;
+        }
         let answer = self.find_records(q.clone()).await?;
-        self.reads.get_or_insert_default().push(Read::Find { query: q, answer: answer.clone() });
+        if let Some(reads) = &mut self.reads {
+            reads.push(Read::Find { query: q, answer: answer.clone() });
+        }
         Ok(answer)
     }
 }
