@@ -6,6 +6,7 @@ import { before, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   DELIVERY_MS,
+  connect,
   EVIL_ORIGIN,
   api,
   assertStatus,
@@ -58,6 +59,26 @@ describe('logout', () => {
     await waitForEvent(b2, 'NEW_RECORD', withRecordId(dept.body.id), DELIVERY_MS, "B's other session");
     await waitForEvent(a, 'NEW_RECORD', withRecordId(dept.body.id), DELIVERY_MS, 'admin');
     assert.ok(b2.connected && a.connected);
+  });
+
+  srv.test('a socket that completes its handshake as its session ends is disconnected too', async () => {
+    // A logout that lands just after a socket's `connect` but before the server has put the
+    // socket in its session's room must still end it. Each round logs out the moment the
+    // first of a session's sockets connects: every socket must then be refused or disconnected.
+    for (let round = 1; round <= 20; round += 1) {
+      const session = await newSession(srv.base, B1);
+      const opening = Array.from({ length: 4 }, () => connect(srv.base, { cookie: session.cookie }));
+      await Promise.race(opening);
+      assertStatus(await api(srv.base, 'POST', '/api/v1/logout', { cookie: session.cookie }), 204, `round ${round}: logout`);
+      await Promise.all(
+        opening.map((opened, i) =>
+          opened.then(
+            (socket) => waitForDisconnect(socket, 2_000, `round ${round}: socket ${i}`),
+            (err) => assert.equal(err.connectError?.message, 'unauthorized', `round ${round}: socket ${i}`),
+          ),
+        ),
+      );
+    }
   });
 
   srv.test('a logout with a foreign Origin is refused and the session survives', async () => {

@@ -21,7 +21,7 @@ use tokio::sync::{Notify, mpsc};
 use crate::clock::{Clock, iso};
 use crate::db::notifications::{self as log, LoggedNotification};
 use crate::db::{Db, cluster};
-use crate::notifications::{RECOVERY_EVENT, Retention, Seat, socket_room};
+use crate::notifications::{EndedSessions, RECOVERY_EVENT, Retention, Seat, socket_room};
 
 /// How often the emitter reads the log without being asked to.
 const TICK: Duration = Duration::from_millis(500);
@@ -89,6 +89,7 @@ pub struct Emitter {
     position: Arc<AtomicI64>,
     handoff: Arc<Handoff>,
     seats: mpsc::Receiver<Seat>,
+    ended: Arc<EndedSessions>,
 }
 
 impl Emitter {
@@ -100,6 +101,7 @@ impl Emitter {
         handoff: Arc<Handoff>,
         position: Arc<AtomicI64>,
         seats: mpsc::Receiver<Seat>,
+        ended: Arc<EndedSessions>,
     ) -> Result<Emitter, crate::db::Error> {
         // A new node has no sockets yet: it starts at the log's head. (Clients of a stopped
         // node resume by offset, here or on any other node.) On SQLite the server is alone,
@@ -110,7 +112,7 @@ impl Emitter {
         }
         cluster::record_position(&db.pool, &db.node, last, epoch_ms()).await?;
         position.store(last, Ordering::Release);
-        Ok(Emitter { io, db, clock, retention, last, position, handoff, seats })
+        Ok(Emitter { io, db, clock, retention, last, position, handoff, seats, ended })
     }
 
     /// Run the emitter on its own task. Call after the Socket.IO namespace is registered.
@@ -270,8 +272,14 @@ impl Emitter {
     /// reaches it exactly once: replayed up to `last`, live after. `after` is the offset the
     /// client resumed from (then [`RECOVERY_EVENT`] ends the replay), or else the emitter's
     /// position before the handshake completed, so nothing committed after `connect` is lost.
-    async fn seat(&mut self, Seat { socket, rooms, after, resumed }: Seat) {
+    /// A socket whose session ended before it was in the session's room is disconnected.
+    async fn seat(&mut self, Seat { socket, session, rooms, after, resumed }: Seat) {
         socket.join(rooms.clone());
+        if self.ended.has_ended(&session) {
+            tracing::debug!(socket = %socket.id, "a socket's session ended during its handshake");
+            let _ = socket.disconnect();
+            return;
+        }
         if !resumed {
             if after < self.last
                 && let Err(err) = self.replay(&socket, &rooms, after).await

@@ -14,9 +14,10 @@ mod emitter;
 
 pub use emitter::Emitter;
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use socketioxide::SocketIo;
 use socketioxide::extract::SocketRef;
@@ -69,6 +70,8 @@ impl Default for Retention {
 /// handshake completed.
 pub(crate) struct Seat {
     socket: SocketRef,
+    /// The session it signed in with.
+    session: String,
     rooms: Vec<String>,
     after: i64,
     resumed: bool,
@@ -81,6 +84,27 @@ pub struct Seater {
     position: Arc<AtomicI64>,
 }
 
+/// Sessions this node was told had ended, kept for a while: a socket whose handshake was
+/// authenticated before its session ended, but which is seated in its rooms only after the
+/// session's sockets were disconnected, is disconnected when seated.
+#[derive(Default)]
+pub(crate) struct EndedSessions(Mutex<HashMap<String, Instant>>);
+
+impl EndedSessions {
+    /// Longer than any handshake takes from its authentication to its seat.
+    const KEPT: Duration = Duration::from_secs(600);
+
+    fn end(&self, session: &str) {
+        let mut ended = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        ended.retain(|_, at| at.elapsed() < Self::KEPT);
+        ended.insert(session.to_owned(), Instant::now());
+    }
+
+    pub(crate) fn has_ended(&self, session: &str) -> bool {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).contains_key(session)
+    }
+}
+
 impl Seater {
     /// The offset a socket connecting now must be sent everything after: call it before the
     /// socket's `connect` is sent, and pass it to [`Seater::seat`].
@@ -91,8 +115,17 @@ impl Seater {
     /// Put a newly connected socket in `rooms`. With `resume_after` (the last offset the
     /// client saw), first replay the entries it missed that `rooms` may see, then send
     /// [`RECOVERY_EVENT`]; without, send those after `position` (from [`Seater::position`]).
-    pub async fn seat(&self, socket: SocketRef, rooms: Vec<String>, resume_after: Option<i64>, position: i64) {
-        let seat = Seat { socket, rooms, after: resume_after.unwrap_or(position), resumed: resume_after.is_some() };
+    /// A socket whose `session` has ended meanwhile is disconnected instead.
+    pub async fn seat(
+        &self,
+        socket: SocketRef,
+        session: String,
+        rooms: Vec<String>,
+        resume_after: Option<i64>,
+        position: i64,
+    ) {
+        let after = resume_after.unwrap_or(position);
+        let seat = Seat { socket, session, rooms, after, resumed: resume_after.is_some() };
         if self.seats.send(seat).await.is_err() {
             tracing::error!("the emitter has stopped; a socket could not be seated");
         }
@@ -106,6 +139,7 @@ pub struct Notifier {
     handoff: Arc<Handoff>,
     seats: mpsc::Sender<Seat>,
     position: Arc<AtomicI64>,
+    ended: Arc<EndedSessions>,
 }
 
 impl Notifier {
@@ -121,6 +155,7 @@ impl Notifier {
         let handoff = Arc::new(Handoff::default());
         let position = Arc::new(AtomicI64::new(0));
         let (seats, seat_requests) = mpsc::channel(1024);
+        let ended = Arc::<EndedSessions>::default();
         let emitter = emitter::Emitter::new(
             io.clone(),
             db,
@@ -129,9 +164,10 @@ impl Notifier {
             Arc::clone(&handoff),
             Arc::clone(&position),
             seat_requests,
+            Arc::clone(&ended),
         )
         .await?;
-        Ok((Notifier { io, handoff, seats, position }, emitter))
+        Ok((Notifier { io, handoff, seats, position, ended }, emitter))
     }
 
     /// Hand the entries a transaction just committed to the emitter, which emits them at
@@ -181,8 +217,11 @@ impl Notifier {
         }
     }
 
-    /// Disconnect every socket of a session (after logout).
+    /// Disconnect every socket of a session (after logout), including those not yet seated.
     pub async fn disconnect_session(&self, session_id: &str) {
+        // First noted, then disconnected: the emitter seats a socket before it checks the
+        // note, so a socket is either in the room now or finds the note when seated.
+        self.ended.end(session_id);
         if let Err(err) = self.io.within(session_room(session_id)).disconnect().await {
             tracing::warn!(%err, "disconnecting a session's sockets failed");
         }
