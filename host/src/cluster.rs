@@ -10,6 +10,8 @@
 //!   attempts are sent as they are answered, so that every node's login throttle counts them.
 //! - On (re)connecting, a node reads the log and reloads the active plugin versions, so what it
 //!   missed while it did not listen is caught up.
+//! - Sessions a node keeps in memory (`db::sessions::Cache`) are forgotten as soon as it hears
+//!   that one ended or changed, and are not kept at all while it does not listen.
 //!
 //! On SQLite a server is alone: nothing is sent and nobody listens.
 
@@ -112,7 +114,8 @@ pub fn start(
                     continue;
                 }
             };
-            // Catch up on what was sent while nobody listened.
+            // Catch up on what was sent while nobody listened: sessions may have ended too.
+            db.sessions.trust(true);
             notifier.committed_to_log();
             let resync = manager.clone();
             tokio::spawn(async move { resync.resync().await });
@@ -124,7 +127,13 @@ pub fn start(
                     },
                     Ok(Some(heard)) => match serde_json::from_str::<Message>(heard.payload()) {
                         Ok(message) if *message.node == *db.node => {}
-                        Ok(message) => drop(commands.send(message.command)),
+                        Ok(message) => {
+                            // Sessions are read again from now on, before the command's turn.
+                            if let Command::DisconnectSession { .. } | Command::SetAdmin { .. } = message.command {
+                                db.sessions.forget_all();
+                            }
+                            drop(commands.send(message.command))
+                        }
                         Err(err) => tracing::warn!(%err, payload = heard.payload(), "a control command does not parse"),
                     },
                     Ok(None) => {
@@ -137,6 +146,8 @@ pub fn start(
                     }
                 }
             }
+            // Until it hears them again, a session ended through another node may be missed.
+            db.sessions.trust(false);
             tokio::time::sleep(RECONNECT_AFTER).await;
         }
     }))

@@ -272,15 +272,21 @@ describe('a cluster of three nodes on one PostgreSQL database', { skip: SKIP }, 
     const rollback = async () =>
       assertStatus(await api(A.base, 'POST', '/api/v1/admin/plugins/swap/rollback', { cookie: admin.cookie, body: {} }), 200);
 
+    // C has read the user's session (the handshake): its requests follow the role at once too.
+    const adminRouteOnC = () => api(C.base, 'GET', '/api/v1/admin/plugins', { cookie: user.cookie });
+    assertStatus(await adminRouteOnC(), 403, 'an ADMIN route on C as a USER');
+
     await setRole('ADMIN');
     await waitForEvent(onC, 'CHANGED_RECORD', (p) => p.type === 'USER' && p.record.role === 'ADMIN');
     await sleep(100);
+    assertStatus(await adminRouteOnC(), 200, 'an ADMIN route on C once promoted through B');
     await rollback();
     await waitForEvent(onC, 'PLUGIN_CHANGED', (p) => p.name === 'swap', CONTROL_MS, 'the promoted socket on C');
 
     await setRole('USER');
     await waitForEvent(onC, 'CHANGED_RECORD', (p) => p.type === 'USER' && p.record.role === 'USER');
     await sleep(100);
+    assertStatus(await adminRouteOnC(), 403, 'an ADMIN route on C once demoted through B');
     const before = eventsOf(onC, 'PLUGIN_CHANGED').length;
     await rollback();
     await expectNoEvent(onC, 'PLUGIN_CHANGED', () => eventsOf(onC, 'PLUGIN_CHANGED').length > before, QUIET_MS);

@@ -83,6 +83,9 @@ pub struct Db {
     pub node: Arc<str>,
     /// The PostgreSQL URL, for the connection that listens to the other nodes.
     listen_url: Option<String>,
+    /// Sessions recently read (`sessions::authenticate`). Alone on SQLite, a server makes
+    /// every change itself; on PostgreSQL, they serve while `cluster` hears the other nodes.
+    pub sessions: Arc<sessions::Cache>,
 }
 
 impl Db {
@@ -151,6 +154,7 @@ impl Db {
             elements: records::ElementFields::default(),
             node: uuid::Uuid::new_v4().to_string().into(),
             listen_url: (dialect == Dialect::Postgres).then_some(url),
+            sessions: Arc::new(sessions::Cache::new(dialect == Dialect::Sqlite)),
         };
         match dialect {
             Dialect::Sqlite => MIGRATOR.run(&db.writer).await?,

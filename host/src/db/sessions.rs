@@ -1,4 +1,9 @@
-//! Sessions: server-side login sessions, looked up by the hash of the cookie token.
+//! Sessions: server-side login sessions, looked up by the hash of the cookie token, and the
+//! [`Cache`] of those recently looked up.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use sqlx::{AnyExecutor, FromRow};
 
@@ -67,4 +72,145 @@ pub async fn touch<'c>(db: impl AnyExecutor<'c>, session_id: &str, now: &str, ex
 pub async fn delete<'c>(db: impl AnyExecutor<'c>, session_id: &str) -> Result<bool> {
     let done = sqlx::query("DELETE FROM sessions WHERE id = $1").bind(session_id).execute(db).await?;
     Ok(done.rows_affected() > 0)
+}
+
+/// Sessions recently read, by token hash, so that a client's requests do not each read the
+/// sessions table. An entry serves until the time it was put with (when its activity is due to
+/// be written back, or it expires), and only while nothing may have ended or changed a session
+/// since it was read: [`Cache::forget_all`] (a logout, a role change, made here or heard from
+/// another node) drops every entry, and an entry read before it is never kept.
+///
+/// When nodes share the database, a change made through another node reaches this one as a
+/// command: entries serve only while this node hears them ([`Cache::trust`]).
+#[derive(Debug)]
+pub struct Cache {
+    /// Bumped by every [`Cache::forget_all`].
+    generation: AtomicU64,
+    trusted: AtomicBool,
+    entries: Mutex<HashMap<String, Cached>>,
+}
+
+#[derive(Debug)]
+struct Cached {
+    row: SessionRow,
+    /// Serves while the time is before this (ISO 8601, as stored).
+    until: String,
+}
+
+impl Cache {
+    /// Most entries; a full cache is emptied.
+    const CAPACITY: usize = 10_000;
+
+    /// A cache whose entries serve from the start (one server alone on its database), or
+    /// once [`Cache::trust`]ed.
+    pub fn new(trusted: bool) -> Cache {
+        Cache { generation: AtomicU64::new(0), trusted: AtomicBool::new(trusted), entries: Mutex::default() }
+    }
+
+    /// Take before reading a session, and pass to [`Cache::put`].
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The session of `token_hash`, if it was read lately and serves at `now`.
+    pub fn get(&self, token_hash: &str, now: &str) -> Option<SessionRow> {
+        if !self.trusted.load(Ordering::Acquire) {
+            return None;
+        }
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.get(token_hash).filter(|cached| now < cached.until.as_str()).map(|cached| cached.row.clone())
+    }
+
+    /// Keep `row`, read after [`Cache::generation`] gave `generation`, to serve until `until`;
+    /// nothing if a session may have changed since.
+    pub fn put(&self, token_hash: String, row: SessionRow, generation: u64, until: String) {
+        if !self.trusted.load(Ordering::Acquire) {
+            return;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        // Under the lock, which `forget_all` takes after bumping: a later bump empties the map.
+        if self.generation() != generation {
+            return;
+        }
+        if entries.len() >= Self::CAPACITY {
+            entries.clear();
+        }
+        entries.insert(token_hash, Cached { row, until });
+    }
+
+    /// A session may have ended or changed: read every session again.
+    pub fn forget_all(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner).clear();
+    }
+
+    /// Whether changes made through other nodes are heard; a node that did not hear them
+    /// forgets what it read.
+    pub fn trust(&self, trusted: bool) {
+        self.trusted.store(false, Ordering::Release);
+        self.forget_all();
+        self.trusted.store(trusted, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(role: &str) -> SessionRow {
+        SessionRow {
+            session_id: "s1".into(),
+            session_created_at: "2026-12-07T10:00:00.000Z".into(),
+            expires_at: "2026-12-14T10:00:00.000Z".into(),
+            last_seen_at: "2026-12-07T10:00:00.000Z".into(),
+            user: UserRow {
+                id: "u1".into(),
+                email: "ada@example.com".into(),
+                first_name: String::new(),
+                last_name: String::new(),
+                role: role.into(),
+                created_at: "2026-12-07T10:00:00.000Z".into(),
+                updated_at: "2026-12-07T10:00:00.000Z".into(),
+            },
+        }
+    }
+
+    const UNTIL: &str = "2026-12-07T10:01:00.000Z";
+
+    #[test]
+    fn an_entry_serves_until_its_time() {
+        let cache = Cache::new(true);
+        cache.put("h".into(), row("USER"), cache.generation(), UNTIL.into());
+        assert_eq!(cache.get("h", "2026-12-07T10:00:59.999Z").map(|r| r.user.role), Some("USER".into()));
+        assert!(cache.get("h", UNTIL).is_none());
+        assert!(cache.get("other", "2026-12-07T10:00:30.000Z").is_none());
+    }
+
+    #[test]
+    fn what_was_read_before_a_change_is_not_kept() {
+        let cache = Cache::new(true);
+        cache.put("h".into(), row("ADMIN"), cache.generation(), UNTIL.into());
+        // A request reads the session, a role change commits and forgets, the request puts.
+        let read_at = cache.generation();
+        cache.forget_all();
+        assert!(cache.get("h", "2026-12-07T10:00:30.000Z").is_none(), "forgotten");
+        cache.put("h".into(), row("ADMIN"), read_at, UNTIL.into());
+        assert!(cache.get("h", "2026-12-07T10:00:30.000Z").is_none(), "a stale read is not kept");
+        cache.put("h".into(), row("USER"), cache.generation(), UNTIL.into());
+        assert_eq!(cache.get("h", "2026-12-07T10:00:30.000Z").map(|r| r.user.role), Some("USER".into()));
+    }
+
+    #[test]
+    fn nothing_serves_while_changes_elsewhere_may_be_missed() {
+        let cache = Cache::new(false);
+        cache.put("h".into(), row("USER"), cache.generation(), UNTIL.into());
+        assert!(cache.get("h", "2026-12-07T10:00:30.000Z").is_none(), "not trusted yet");
+        cache.trust(true);
+        cache.put("h".into(), row("USER"), cache.generation(), UNTIL.into());
+        assert!(cache.get("h", "2026-12-07T10:00:30.000Z").is_some());
+        cache.trust(false);
+        assert!(cache.get("h", "2026-12-07T10:00:30.000Z").is_none(), "no longer trusted");
+        cache.trust(true);
+        assert!(cache.get("h", "2026-12-07T10:00:30.000Z").is_none(), "what was kept before is forgotten");
+    }
 }

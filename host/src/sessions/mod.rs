@@ -195,21 +195,39 @@ pub async fn login(db: &Db, clock: &Clock, email: &str, password: &str) -> Resul
     Ok((Session { id: session_id, user: user.into() }, token))
 }
 
-/// The live session for a cookie token, if any; slides its idle expiry.
+/// The live session for a cookie token, if any; slides its idle expiry. A session in use is
+/// read from the database about once a minute, when its activity is written back; in between
+/// it is served from [`db::sessions::Cache`].
 pub async fn authenticate(db: &Db, clock: &Clock, token: &str) -> Result<Option<Arc<Session>>, AuthError> {
     if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Ok(None);
     }
     let now = clock.now();
-    let Some(row) = db_sessions::by_token_hash(&db.pool, &token_hash(token), &iso(now)).await? else {
-        return Ok(None);
+    let (hash, now_iso) = (token_hash(token), iso(now));
+    let generation = db.sessions.generation();
+    let row = match db.sessions.get(&hash, &now_iso) {
+        Some(row) => row,
+        None => {
+            let Some(mut row) = db_sessions::by_token_hash(&db.pool, &hash, &now_iso).await? else {
+                return Ok(None);
+            };
+            let last_seen = match parse(&row.last_seen_at) {
+                Some(last_seen) if now - last_seen <= TOUCH_INTERVAL => last_seen,
+                _ => {
+                    let absolute = parse(&row.session_created_at).map_or(now, |created| created + ABSOLUTE_TIMEOUT);
+                    let expires = iso((now + IDLE_TIMEOUT).min(absolute));
+                    db_sessions::touch(&db.pool, &row.session_id, &now_iso, &expires).await?;
+                    (row.last_seen_at, row.expires_at) = (now_iso, expires);
+                    now
+                }
+            };
+            // Served from memory until its activity is due to be written back again.
+            if let Some(expires) = parse(&row.expires_at) {
+                db.sessions.put(hash, row.clone(), generation, iso((last_seen + TOUCH_INTERVAL).min(expires)));
+            }
+            row
+        }
     };
-    let last_seen = parse(&row.last_seen_at);
-    if last_seen.is_none_or(|t| now - t > TOUCH_INTERVAL) {
-        let absolute = parse(&row.session_created_at).map_or(now, |created| created + ABSOLUTE_TIMEOUT);
-        let expires = (now + IDLE_TIMEOUT).min(absolute);
-        db_sessions::touch(&db.pool, &row.session_id, &iso(now), &iso(expires)).await?;
-    }
     Ok(Some(Arc::new(Session { id: row.session_id, user: row.user.into() })))
 }
 
@@ -243,6 +261,7 @@ pub async fn set_role(
     crate::dispatch::append_notification(&mut tx, notification, &now).await?;
     Command::SetAdmin { user: user.id.clone(), admin: role == Role::Admin }.send(db, &mut tx).await?;
     tx.commit().await.map_err(db::Error::from)?;
+    db.sessions.forget_all();
     Ok((user, record))
 }
 
@@ -253,6 +272,7 @@ pub async fn logout(db: &Db, session_id: &str) -> Result<(), AuthError> {
     db_sessions::delete(&mut *tx, session_id).await?;
     Command::DisconnectSession { session: session_id.to_owned() }.send(db, &mut tx).await?;
     tx.commit().await.map_err(db::Error::from)?;
+    db.sessions.forget_all();
     Ok(())
 }
 
