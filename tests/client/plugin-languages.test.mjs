@@ -139,6 +139,10 @@ describe('the template in Rust, JavaScript and Python', () => {
       assertStatus(made, 201, 'create');
       assert.equal(made.body.ownerId, ada.user.id, 'the owner is the caller, whatever the body says');
       const id = made.body.id;
+      // A UUID v7 in every language, as the Rust SDK makes: its time first, so ids sort as made.
+      assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/, `a UUID v7: ${id}`);
+      const madeAt = parseInt(id.replaceAll('-', '').slice(0, 12), 16);
+      assert.ok(Math.abs(madeAt - Date.now()) < 60_000, `the id's time is now: ${new Date(madeAt).toISOString()}`);
       names.set(id, '<id>');
       const live = await waitForEvent(adaSocket, 'NEW_RECORD', withRecordId(id), DELIVERY_MS, "the owner's socket");
       assert.deepEqual(live.record, made.body);

@@ -93,7 +93,7 @@ export class Record {
     Object.assign(this, { recordType, id, data, version, createdAt, updatedAt });
   }
   /** A record that does not exist yet, stamped with the request's `now` as the host will. */
-  static create(recordType, now, data) { return new Record(recordType, newId(), data, 0, now, now); }
+  static create(recordType, now, data) { return new Record(recordType, newId(now), data, 0, now, now); }
   static fromStored(s) {
     return new Record(s.recordType, s.id, JSON.parse(s.data), s.version, s.createdAt, s.updatedAt);
   }
@@ -103,10 +103,21 @@ export class Record {
   toJSON() { return { id: this.id, ...this.data, createdAt: this.createdAt, updatedAt: this.updatedAt }; }
 }
 
-/** A fresh random record id (a UUID v4), from the host's random source. */
-export function newId() {
+/**
+ * A fresh record id: a UUID v7, as the Rust SDK's `new_id` makes: the time `now` (ISO 8601, the
+ * request's `req.now`) in milliseconds first, the rest from the host's random source at call
+ * time. Ids made one after another sort in that order, so the stores' indexes take new records
+ * at their end rather than on a random page each.
+ */
+export function newId(now) {
   const b = getRandomBytes(16);
-  b[6] = (b[6] & 0x0f) | 0x40;
+  let ms = Date.parse(now);
+  if (!Number.isFinite(ms)) throw new TypeError(`newId needs the request's time, got ${now}`);
+  for (let i = 5; i >= 0; i -= 1) {
+    b[i] = ms % 256;
+    ms = Math.floor(ms / 256);
+  }
+  b[6] = (b[6] & 0x0f) | 0x70;
   b[8] = (b[8] & 0x3f) | 0x80;
   const hex = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
