@@ -70,7 +70,7 @@ const KEEP_CONNECTION: Duration = Duration::from_millis(20);
 pub enum Work {
     /// An HTTP request routed to a plugin action that may write, with what
     /// [`Pipeline::apply`] did for it ahead of its turn.
-    Request { plugin: Arc<LoadedPlugin>, req: types::Request, early: Early },
+    Request { plugin: Arc<LoadedPlugin>, req: Box<types::Request>, early: Early },
     /// A run of the stored task `task_id`: it is removed in the same savepoint, so when
     /// servers share the database the one that removes it runs it.
     Task { plugin: Arc<LoadedPlugin>, task_id: String, req: types::TaskRequest },
@@ -180,7 +180,7 @@ impl Pipeline {
 
     /// Run a request that may write; see [`Pipeline::apply`].
     pub async fn write(&self, plugin: Arc<LoadedPlugin>, req: types::Request) -> Result<Outcome, DispatchError> {
-        let outcome = self.apply(Work::Request { plugin, req, early: Early::Nothing }).await?;
+        let outcome = self.apply(Work::Request { plugin, req: Box::new(req), early: Early::Nothing }).await?;
         outcome.ok_or_else(|| DispatchError::Internal("a request came back without an outcome".into()))
     }
 }

@@ -16,12 +16,12 @@ use serde_json::json;
 use serde_json::value::RawValue;
 use socketioxide::extract::SocketRef;
 use socketioxide::{SendError, SocketError, SocketIo};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 use crate::clock::{Clock, iso};
 use crate::db::notifications::{self as log, LoggedNotification};
 use crate::db::{Db, cluster};
-use crate::notifications::{EndedSessions, RECOVERY_EVENT, Retention, Seat, socket_room};
+use crate::notifications::{RECOVERY_EVENT, Retention, Seat, Seats, socket_room};
 
 /// How often the emitter reads the log without being asked to.
 const TICK: Duration = Duration::from_millis(500);
@@ -88,8 +88,7 @@ pub struct Emitter {
     /// bookkeeping task, which records it in the database.
     position: Arc<AtomicI64>,
     handoff: Arc<Handoff>,
-    seats: mpsc::Receiver<Seat>,
-    ended: Arc<EndedSessions>,
+    seats: Seats,
 }
 
 impl Emitter {
@@ -100,8 +99,7 @@ impl Emitter {
         retention: Retention,
         handoff: Arc<Handoff>,
         position: Arc<AtomicI64>,
-        seats: mpsc::Receiver<Seat>,
-        ended: Arc<EndedSessions>,
+        seats: Seats,
     ) -> Result<Emitter, crate::db::Error> {
         // A new node has no sockets yet: it starts at the log's head. (Clients of a stopped
         // node resume by offset, here or on any other node.) On SQLite the server is alone,
@@ -112,7 +110,7 @@ impl Emitter {
         }
         cluster::record_position(&db.pool, &db.node, last, epoch_ms()).await?;
         position.store(last, Ordering::Release);
-        Ok(Emitter { io, db, clock, retention, last, position, handoff, seats, ended })
+        Ok(Emitter { io, db, clock, retention, last, position, handoff, seats })
     }
 
     /// Run the emitter on its own task. Call after the Socket.IO namespace is registered.
@@ -154,7 +152,7 @@ impl Emitter {
                 }
                 tokio::select! {
                     () = self.handoff.wake.notified() => {}
-                    seat = self.seats.recv() => match seat {
+                    seat = self.seats.requests.recv() => match seat {
                         Some(seat) => self.seat(seat).await,
                         None => return,
                     },
@@ -275,7 +273,7 @@ impl Emitter {
     /// A socket whose session ended before it was in the session's room is disconnected.
     async fn seat(&mut self, Seat { socket, session, rooms, after, resumed }: Seat) {
         socket.join(rooms.clone());
-        if self.ended.has_ended(&session) {
+        if self.seats.ended.has_ended(&session) {
             tracing::debug!(socket = %socket.id, "a socket's session ended during its handshake");
             let _ = socket.disconnect();
             return;

@@ -77,6 +77,12 @@ pub(crate) struct Seat {
     resumed: bool,
 }
 
+/// What the emitter seats: the sockets to seat, and the sessions that ended meanwhile.
+pub(crate) struct Seats {
+    requests: mpsc::Receiver<Seat>,
+    ended: Arc<EndedSessions>,
+}
+
 /// Seats newly connected sockets through the emitter.
 #[derive(Clone)]
 pub struct Seater {
@@ -163,8 +169,7 @@ impl Notifier {
             retention,
             Arc::clone(&handoff),
             Arc::clone(&position),
-            seat_requests,
-            Arc::clone(&ended),
+            Seats { requests: seat_requests, ended: Arc::clone(&ended) },
         )
         .await?;
         Ok((Notifier { io, handoff, seats, position, ended }, emitter))
