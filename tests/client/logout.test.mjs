@@ -1,6 +1,7 @@
 // Logout tests: POST /api/v1/logout ends one session; its sockets are
 // disconnected and its cookie no longer opens a socket, while the same user's
-// other session keeps working. A cross-site logout is refused.
+// other session keeps working. A cross-site logout is refused. A socket whose
+// handshake completes as its session ends is disconnected too.
 
 import { before, describe } from 'node:test';
 import assert from 'node:assert/strict';

@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 use crate::clock::{Clock, iso};
 use crate::db::notifications::{self as log, LoggedNotification};
 use crate::db::{Db, cluster};
-use crate::notifications::{RECOVERY_EVENT, Retention, Seat, Seats, socket_room};
+use crate::notifications::{ADMIN_ROOM, RECOVERY_EVENT, Retention, Seat, Seats, socket_room};
 
 /// How often the emitter reads the log without being asked to.
 const TICK: Duration = Duration::from_millis(500);
@@ -270,13 +270,26 @@ impl Emitter {
     /// reaches it exactly once: replayed up to `last`, live after. `after` is the offset the
     /// client resumed from (then [`RECOVERY_EVENT`] ends the replay), or else the emitter's
     /// position before the handshake completed, so nothing committed after `connect` is lost.
-    /// A socket whose session ended before it was in the session's room is disconnected.
-    async fn seat(&mut self, Seat { socket, session, rooms, after, resumed }: Seat) {
+    /// A socket whose session ended before it was in the session's room is disconnected; one
+    /// whose user's role changed before it was in the user's room joins or leaves `admin`.
+    async fn seat(&mut self, Seat { socket, session, user, read_at, mut rooms, after, resumed }: Seat) {
         socket.join(rooms.clone());
-        if self.seats.ended.has_ended(&session) {
+        let changes = self.seats.changes.for_seat(&session, &user, read_at);
+        if changes.ended {
             tracing::debug!(socket = %socket.id, "a socket's session ended during its handshake");
             let _ = socket.disconnect();
             return;
+        }
+        match changes.admin {
+            Some(true) if !rooms.iter().any(|room| room == ADMIN_ROOM) => {
+                socket.join(ADMIN_ROOM);
+                rooms.push(ADMIN_ROOM.to_owned());
+            }
+            Some(false) if rooms.iter().any(|room| room == ADMIN_ROOM) => {
+                socket.leave(ADMIN_ROOM);
+                rooms.retain(|room| room != ADMIN_ROOM);
+            }
+            _ => {}
         }
         if !resumed {
             if after < self.last

@@ -26,6 +26,7 @@ use tokio::sync::mpsc;
 use crate::clock::Clock;
 use crate::db::Db;
 use crate::db::notifications::LoggedNotification;
+use crate::sessions::Session;
 use emitter::Handoff;
 
 /// Every signed-in socket.
@@ -70,17 +71,19 @@ impl Default for Retention {
 /// handshake completed.
 pub(crate) struct Seat {
     socket: SocketRef,
-    /// The session it signed in with.
+    /// The session it signed in with, its user, and when the session was read.
     session: String,
+    user: String,
+    read_at: Instant,
     rooms: Vec<String>,
     after: i64,
     resumed: bool,
 }
 
-/// What the emitter seats: the sockets to seat, and the sessions that ended meanwhile.
+/// What the emitter seats: the sockets to seat, and the changes made meanwhile.
 pub(crate) struct Seats {
     requests: mpsc::Receiver<Seat>,
-    ended: Arc<EndedSessions>,
+    changes: Arc<Changes>,
 }
 
 /// Seats newly connected sockets through the emitter.
@@ -90,24 +93,54 @@ pub struct Seater {
     position: Arc<AtomicI64>,
 }
 
-/// Sessions this node was told had ended, kept for a while: a socket whose handshake was
-/// authenticated before its session ended, but which is seated in its rooms only after the
-/// session's sockets were disconnected, is disconnected when seated.
+/// Sessions this node was told had ended, and users whose role it was told had changed, kept
+/// for a while: a socket whose handshake was authenticated before such a change, but which is
+/// seated in its rooms only after the change disconnected or moved the sockets in them, is
+/// brought in line when seated.
 #[derive(Default)]
-pub(crate) struct EndedSessions(Mutex<HashMap<String, Instant>>);
+pub(crate) struct Changes(Mutex<ChangeNotes>);
 
-impl EndedSessions {
+#[derive(Default)]
+struct ChangeNotes {
+    ended: HashMap<String, Instant>,
+    /// By user: whether an ADMIN now.
+    admin: HashMap<String, (bool, Instant)>,
+}
+
+/// What a socket being seated must change: its session ended, or its user's role changed.
+pub(crate) struct SeatChanges {
+    pub ended: bool,
+    pub admin: Option<bool>,
+}
+
+impl Changes {
     /// Longer than any handshake takes from its authentication to its seat.
     const KEPT: Duration = Duration::from_secs(600);
 
-    fn end(&self, session: &str) {
-        let mut ended = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        ended.retain(|_, at| at.elapsed() < Self::KEPT);
-        ended.insert(session.to_owned(), Instant::now());
+    fn note(&self, change: impl FnOnce(&mut ChangeNotes)) {
+        let mut notes = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        notes.ended.retain(|_, at| at.elapsed() < Self::KEPT);
+        notes.admin.retain(|_, (_, at)| at.elapsed() < Self::KEPT);
+        change(&mut notes);
     }
 
-    pub(crate) fn has_ended(&self, session: &str) -> bool {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).contains_key(session)
+    fn session_ended(&self, session: &str) {
+        self.note(|notes| {
+            notes.ended.insert(session.to_owned(), Instant::now());
+        });
+    }
+
+    fn role_changed(&self, user: &str, admin: bool) {
+        self.note(|notes| {
+            notes.admin.insert(user.to_owned(), (admin, Instant::now()));
+        });
+    }
+
+    /// What changed for a socket of `session` and `user`, whose session was read at `read_at`.
+    pub(crate) fn for_seat(&self, session: &str, user: &str, read_at: Instant) -> SeatChanges {
+        let notes = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let admin = notes.admin.get(user).filter(|(_, at)| *at > read_at).map(|(admin, _)| *admin);
+        SeatChanges { ended: notes.ended.contains_key(session), admin }
     }
 }
 
@@ -121,17 +154,25 @@ impl Seater {
     /// Put a newly connected socket in `rooms`. With `resume_after` (the last offset the
     /// client saw), first replay the entries it missed that `rooms` may see, then send
     /// [`RECOVERY_EVENT`]; without, send those after `position` (from [`Seater::position`]).
-    /// A socket whose `session` has ended meanwhile is disconnected instead.
+    /// A socket whose session has ended meanwhile is disconnected instead, and one whose user's
+    /// role changed meanwhile joins or leaves `admin`.
     pub async fn seat(
         &self,
         socket: SocketRef,
-        session: String,
+        session: &Session,
         rooms: Vec<String>,
         resume_after: Option<i64>,
         position: i64,
     ) {
-        let after = resume_after.unwrap_or(position);
-        let seat = Seat { socket, session, rooms, after, resumed: resume_after.is_some() };
+        let seat = Seat {
+            socket,
+            session: session.id.clone(),
+            user: session.user.id.clone(),
+            read_at: session.read_at,
+            rooms,
+            after: resume_after.unwrap_or(position),
+            resumed: resume_after.is_some(),
+        };
         if self.seats.send(seat).await.is_err() {
             tracing::error!("the emitter has stopped; a socket could not be seated");
         }
@@ -145,7 +186,7 @@ pub struct Notifier {
     handoff: Arc<Handoff>,
     seats: mpsc::Sender<Seat>,
     position: Arc<AtomicI64>,
-    ended: Arc<EndedSessions>,
+    changes: Arc<Changes>,
 }
 
 impl Notifier {
@@ -161,7 +202,7 @@ impl Notifier {
         let handoff = Arc::new(Handoff::default());
         let position = Arc::new(AtomicI64::new(0));
         let (seats, seat_requests) = mpsc::channel(1024);
-        let ended = Arc::<EndedSessions>::default();
+        let changes = Arc::<Changes>::default();
         let emitter = emitter::Emitter::new(
             io.clone(),
             db,
@@ -169,10 +210,10 @@ impl Notifier {
             retention,
             Arc::clone(&handoff),
             Arc::clone(&position),
-            Seats { requests: seat_requests, ended: Arc::clone(&ended) },
+            Seats { requests: seat_requests, changes: Arc::clone(&changes) },
         )
         .await?;
-        Ok((Notifier { io, handoff, seats, position, ended }, emitter))
+        Ok((Notifier { io, handoff, seats, position, changes }, emitter))
     }
 
     /// Hand the entries a transaction just committed to the emitter, which emits them at
@@ -211,6 +252,8 @@ impl Notifier {
     /// Move every connected socket of a user into or out of the `admin` room (after a role
     /// change), so the change takes effect without a reconnect.
     pub async fn set_admin(&self, user_id: &str, admin: bool) {
+        // First noted, then moved, as for a logout below.
+        self.changes.role_changed(user_id, admin);
         let moving: Vec<_> = self.io.within(user_room(user_id)).sockets().into_iter().map(|socket| socket.id).collect();
         let sockets = self.io.within(user_room(user_id));
         let moved = if admin { sockets.join(ADMIN_ROOM).await } else { sockets.leave(ADMIN_ROOM).await };
@@ -226,9 +269,32 @@ impl Notifier {
     pub async fn disconnect_session(&self, session_id: &str) {
         // First noted, then disconnected: the emitter seats a socket before it checks the
         // note, so a socket is either in the room now or finds the note when seated.
-        self.ended.end(session_id);
+        self.changes.session_ended(session_id);
         if let Err(err) = self.io.within(session_room(session_id)).disconnect().await {
             tracing::warn!(%err, "disconnecting a session's sockets failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_socket_is_seated_with_the_changes_made_after_its_session_was_read() {
+        let changes = Changes::default();
+        let read_before = Instant::now();
+        changes.role_changed("u1", false);
+        changes.session_ended("s1");
+        std::thread::sleep(Duration::from_millis(1));
+        let read_after = Instant::now();
+
+        let seat = changes.for_seat("s1", "u1", read_before);
+        assert!(seat.ended);
+        assert_eq!(seat.admin, Some(false), "read before the demotion: leaves admin");
+        let seat = changes.for_seat("s2", "u1", read_after);
+        assert!(!seat.ended, "another session of the user");
+        assert_eq!(seat.admin, None, "read after the demotion: its role is current");
+        assert_eq!(changes.for_seat("s3", "u2", read_before).admin, None, "another user");
     }
 }

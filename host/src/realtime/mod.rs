@@ -130,7 +130,7 @@ async fn on_connect(
         return;
     };
     admin::socket_connected(&io, &state, &socket, &rooms).await;
-    seater.seat(socket, session.id.clone(), rooms, resume_after, position).await;
+    seater.seat(socket, &session, rooms, resume_after, position).await;
 }
 
 #[cfg(test)]

@@ -69,6 +69,8 @@ pub struct Session {
     /// The public session id; the name of the session's room.
     pub id: String,
     pub user: User,
+    /// When it was looked up: what it says (the user's role) is as of this instant or later.
+    pub read_at: std::time::Instant,
 }
 
 impl Session {
@@ -179,6 +181,7 @@ async fn insert_user(db: &Db, clock: &Clock, new: NewUser, only_first: bool) -> 
 /// Check credentials and open a new session. Returns the user and the cookie token.
 /// Always runs one password verification, so timing does not reveal whether the e-mail exists.
 pub async fn login(db: &Db, clock: &Clock, email: &str, password: &str) -> Result<(Session, String), AuthError> {
+    let read_at = std::time::Instant::now();
     let found = db_users::by_email(&db.pool, email).await?;
     let hash = found.as_ref().map(|(_, h)| h.clone());
     let ok = verify_password(password.to_owned(), hash).await;
@@ -192,7 +195,7 @@ pub async fn login(db: &Db, clock: &Clock, email: &str, password: &str) -> Resul
     let now = clock.now();
     db_sessions::insert(&db.pool, &session_id, &token_hash(&token), &user.id, &iso(now), &iso(now + IDLE_TIMEOUT))
         .await?;
-    Ok((Session { id: session_id, user: user.into() }, token))
+    Ok((Session { id: session_id, user: user.into(), read_at }, token))
 }
 
 /// The live session for a cookie token, if any; slides its idle expiry. A session in use is
@@ -202,7 +205,7 @@ pub async fn authenticate(db: &Db, clock: &Clock, token: &str) -> Result<Option<
     if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Ok(None);
     }
-    let now = clock.now();
+    let (now, read_at) = (clock.now(), std::time::Instant::now());
     let (hash, now_iso) = (token_hash(token), iso(now));
     let generation = db.sessions.generation();
     let row = match db.sessions.get(&hash, &now_iso) {
@@ -228,7 +231,7 @@ pub async fn authenticate(db: &Db, clock: &Clock, token: &str) -> Result<Option<
             row
         }
     };
-    Ok(Some(Arc::new(Session { id: row.session_id, user: row.user.into() })))
+    Ok(Some(Arc::new(Session { id: row.session_id, user: row.user.into(), read_at })))
 }
 
 /// Change a user's role (and its `USER` record) and log the `CHANGED_RECORD USER`
