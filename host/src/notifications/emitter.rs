@@ -280,16 +280,17 @@ impl Emitter {
             let _ = socket.disconnect();
             return;
         }
-        match changes.admin {
-            Some(true) if !rooms.iter().any(|room| room == ADMIN_ROOM) => {
+        if let Some(admin) = changes.admin.filter(|admin| *admin != rooms.iter().any(|room| room == ADMIN_ROOM)) {
+            if admin {
                 socket.join(ADMIN_ROOM);
                 rooms.push(ADMIN_ROOM.to_owned());
-            }
-            Some(false) if rooms.iter().any(|room| room == ADMIN_ROOM) => {
+            } else {
                 socket.leave(ADMIN_ROOM);
                 rooms.retain(|room| room != ADMIN_ROOM);
             }
-            _ => {}
+            // The Admin UI is told, as for sockets moved by `Notifier::set_admin`.
+            crate::realtime::admin::room_changed(&self.io, crate::realtime::NAMESPACE, socket.id, ADMIN_ROOM, admin)
+                .await;
         }
         if !resumed {
             if after < self.last
