@@ -168,6 +168,7 @@ pub async fn apply(
             Err(err) => return Err(err.into()),
         }
     }
+    records::wrote(db, checked.writes.len());
     let mut notifications = checked.notifications;
     for n in &mut notifications {
         let stamp = match n.payload.get("record").and_then(|r| r.get("id")) {

@@ -79,6 +79,8 @@ pub struct Db {
     pub dialect: Dialect,
     /// The element-indexed array fields, by record type.
     pub elements: records::ElementFields,
+    /// How far PostgreSQL's statistics of the records lag behind ([`records::wrote`]).
+    analyzed: Arc<records::Analyzed>,
     /// This server's id among the nodes sharing the database (a fresh UUID per start).
     pub node: Arc<str>,
     /// The PostgreSQL URL, for the connection that listens to the other nodes.
@@ -152,6 +154,7 @@ impl Db {
             writer,
             dialect,
             elements: records::ElementFields::default(),
+            analyzed: Arc::default(),
             node: uuid::Uuid::new_v4().to_string().into(),
             listen_url: (dialect == Dialect::Postgres).then_some(url),
             sessions: Arc::new(sessions::Cache::new(dialect == Dialect::Sqlite)),

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use sqlx::{AnyConnection, AssertSqlSafe, FromRow};
@@ -386,9 +387,54 @@ pub async fn ensure_index(db: &Db, record_type: &str, field: &str, then_by: &[St
 /// of the type. Nothing to do on SQLite, whose plans need none.
 pub async fn analyze(db: &Db) -> Result<()> {
     if db.dialect == Dialect::Postgres {
+        db.analyzed.writes.store(0, Ordering::Relaxed);
         sqlx::query("ANALYZE records").execute(&db.pool).await?;
+        let rows: i64 =
+            sqlx::query_scalar("SELECT CAST(reltuples AS BIGINT) FROM pg_class WHERE oid = 'records'::regclass")
+                .fetch_one(&db.pool)
+                .await?;
+        db.analyzed.counted.store(u64::try_from(rows).unwrap_or(0), Ordering::Relaxed);
     }
     Ok(())
+}
+
+/// Fewest record writes after which [`wrote`] gathers the statistics again.
+const ANALYZE_AFTER: u64 = 500;
+
+/// How far PostgreSQL's statistics of `records` may lag behind it: this node's record writes
+/// since it last gathered them ([`analyze`]), and the rows they counted then.
+#[derive(Debug, Default)]
+pub struct Analyzed {
+    writes: AtomicU64,
+    counted: AtomicU64,
+    running: AtomicBool,
+}
+
+/// Note `count` record writes; once they are as many as the rows the statistics counted (at
+/// least [`ANALYZE_AFTER`]), gather them again, on a task of its own. Autovacuum would too,
+/// but only when its round comes (once a minute): meanwhile a table that grew from a few
+/// rows is planned as if it still had them, and for a lookup by field the scan of every record
+/// of the type in `id` order can cost as little as the field's index, so that which one is
+/// taken comes down to the two indexes' heights. A burst of creates then turns from a lookup
+/// of a fraction of a millisecond to one of milliseconds per thousand records, each.
+pub fn wrote(db: &Db, count: usize) {
+    if db.dialect != Dialect::Postgres || count == 0 {
+        return;
+    }
+    let analyzed = &db.analyzed;
+    let writes = analyzed.writes.fetch_add(count as u64, Ordering::Relaxed) + count as u64;
+    if writes < analyzed.counted.load(Ordering::Relaxed).max(ANALYZE_AFTER)
+        || analyzed.running.swap(true, Ordering::AcqRel)
+    {
+        return;
+    }
+    let db = db.clone();
+    tokio::spawn(async move {
+        if let Err(err) = analyze(&db).await {
+            tracing::warn!(%err, "gathering the statistics of records failed");
+        }
+        db.analyzed.running.store(false, Ordering::Release);
+    });
 }
 
 /// On PostgreSQL, the index that serves the default order (`id` by bytes) and paging by `id`;
