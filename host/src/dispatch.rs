@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::db::notifications::{self as log, LoggedNotification};
-use crate::db::{self, Db};
+use crate::db::{self, Db, Dialect};
 use crate::db::{records, users};
 use crate::notifications::{ADMIN_ROOM, ALL_ROOM, session_room, user_room};
 use crate::plugin::types::{Change, Notification, Response, Target, Write};
@@ -204,15 +204,19 @@ pub async fn apply(
     Ok(Applied { outcome, notifications })
 }
 
-/// How many statements [`apply`] runs for `checked`, at most: a job of one statement
-/// needs no savepoint on SQLite, where a statement that fails changes nothing and leaves the
-/// transaction usable.
-pub fn statements(db: &Db, checked: &Checked) -> usize {
+/// Whether [`apply`] runs one statement at most for `checked`, one that cannot fail for the
+/// plugin's sake, so that it needs no savepoint in a transaction holding others' writes: a
+/// version conflict is answered inside the statement, not by its failure; on SQLite a statement
+/// that fails changes nothing and leaves the transaction usable; on PostgreSQL, where it would
+/// abort the transaction, the record is sure to fit its indexes.
+pub fn one_safe_statement(db: &Db, checked: &Checked) -> bool {
     let element_indexed = checked.writes.iter().any(|write| {
         let (records::Write::Upsert { record_type, .. } | records::Write::Delete { record_type, .. }) = write;
         !db.elements.of(record_type).is_empty()
     });
-    checked.writes.len() + checked.tasks.len() + if element_indexed { checked.writes.len() } else { 0 }
+    let statements =
+        checked.writes.len() + checked.tasks.len() + if element_indexed { checked.writes.len() } else { 0 };
+    statements <= 1 && (db.dialect == Dialect::Sqlite || checked.writes.iter().all(records::Write::surely_indexable))
 }
 
 /// `USER` records mirror the host's accounts: a plugin (with the grant) may change the other

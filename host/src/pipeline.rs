@@ -7,7 +7,7 @@
 //!   job 1: plugin call → checks → writes → stored tasks
 //!   job 2: plugin call (sees job 1's writes) → checks → SAVEPOINT → writes … → RELEASE
 //!   job 3: plugin call → checks → SAVEPOINT → writes (a version conflict) → ROLLBACK TO
-//!   job 4: plugin call → checks → one write (SQLite: no savepoint needed)
+//!   job 4: plugin call → checks → one write (no savepoint needed)
 //!   …      jobs that arrive while the batch runs join it, up to MAX_BATCH / MAX_BATCH_TIME
 //!   the notifications of jobs 1, 2 and 4 → the log, with the next offsets, in one insert
 //! COMMIT (one fsync) → answer every job → hand the notifications to the emitter, in order
@@ -15,9 +15,12 @@
 //!
 //! A job refused by its plugin or by the checks has written nothing; a savepoint guards the
 //! writes of a job once the transaction holds earlier jobs' writes (the first job's failed
-//! writes roll back the whole, still otherwise empty, transaction). On SQLite a job whose
-//! writes are one statement needs none: a statement that fails there has changed nothing and
-//! the transaction goes on (on PostgreSQL a failed statement aborts the transaction).
+//! writes roll back the whole, still otherwise empty, transaction). A job whose writes are one
+//! statement needs none: a version conflict is answered inside the statement (`ON CONFLICT DO
+//! NOTHING`, a versioned `UPDATE`) rather than by its failure, and on SQLite a statement that
+//! fails has changed nothing and the transaction goes on. On PostgreSQL a failed statement
+//! aborts the transaction, so there the one statement must be sure not to fail for the
+//! plugin's sake: a record too large to be surely indexable still takes a savepoint.
 //!
 //! Each job still sees the writes of those before it and fails alone: a refused or faulting
 //! job writes, logs and notifies nothing. Nobody is answered before the commit, so an
@@ -45,7 +48,7 @@ use sqlx::Any;
 use sqlx::pool::PoolConnection;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::db::{self, Db, Dialect};
+use crate::db::{self, Db};
 use crate::dispatch::{self, DispatchError, Outcome};
 use crate::notifications::Notifier;
 use crate::plugin::{self, Ahead, LoadedPlugin, Prepared, Runtime, types};
@@ -355,9 +358,9 @@ impl Committer {
     }
 
     /// One job inside the batch's transaction: its result, the transaction (unless it was
-    /// lost), and whether it wrote and how. Its writes are in a savepoint when
-    /// `protect` (the transaction holds earlier jobs' writes) and they take more than one
-    /// statement or run on PostgreSQL (where a failed statement aborts the transaction).
+    /// lost), and whether it wrote and how. Its writes are in a savepoint when `protect` (the
+    /// transaction holds earlier jobs' writes) and they take more than one statement, or on
+    /// PostgreSQL (where a failed statement aborts the transaction) one that could fail.
     async fn job(
         &self,
         work: &mut Work,
@@ -422,7 +425,7 @@ impl Committer {
         };
         self.runtime.record_outcome(plugin, false);
         if writes == Writes::None {
-            writes = if protect && self.db.dialect == Dialect::Sqlite && dispatch::statements(&self.db, &checked) <= 1 {
+            writes = if protect && dispatch::one_safe_statement(&self.db, &checked) {
                 Writes::OneStatement
             } else {
                 match Writes::begin(&mut tx, protect).await {
@@ -445,8 +448,9 @@ enum Writes {
     InSavepoint,
     /// Without a savepoint: the transaction held nothing before them.
     Unprotected,
-    /// In one statement, without a savepoint: on SQLite a statement that fails (a version
-    /// check, a constraint) has changed nothing, and the transaction goes on.
+    /// In one statement, without a savepoint: a version check is answered inside it; on SQLite
+    /// a statement that fails has changed nothing and the transaction goes on, and on
+    /// PostgreSQL it is one that cannot fail for the plugin's sake.
     OneStatement,
 }
 

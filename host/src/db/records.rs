@@ -88,6 +88,24 @@ pub enum Write {
     Delete { record_type: String, id: String, expected_version: Option<i64> },
 }
 
+/// Most bytes of a record's type, id and data for which every index entry it makes is sure to
+/// fit PostgreSQL's B-tree (about 2.7 KB an entry, which a larger value exceeds unless it
+/// compresses well): an entry holds some of those, a few headers and nothing else.
+const SURELY_INDEXABLE: usize = 2_000;
+
+impl Write {
+    /// Whether this write cannot fail on PostgreSQL for a value too large for an index. SQLite
+    /// has no such limit.
+    pub fn surely_indexable(&self) -> bool {
+        match self {
+            Write::Upsert { record_type, id, data, .. } => {
+                record_type.len() + id.len() + data.len() <= SURELY_INDEXABLE
+            }
+            Write::Delete { .. } => true,
+        }
+    }
+}
+
 /// Errors that are the caller's (the plugin's) fault rather than the database's.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum RecordError {

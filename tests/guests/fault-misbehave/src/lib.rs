@@ -26,6 +26,7 @@ impl Plugin for Misbehave {
             "escalate",
             "forge",
             "fetch",
+            "too-large",
         ];
         actions.iter().fold(Descriptor::new("fault-misbehave", "FAULT", "faults", "0.1.0"), |d, a| {
             d.action(a, Method::Post, &format!("/{a}"), Access::SignedIn)
@@ -33,6 +34,8 @@ impl Plugin for Misbehave {
         // Granted, so that `escalate` meets the host's own rule on USER records.
         .reads("USER")
         .writes("USER")
+        // For `too-large`: PostgreSQL refuses an index entry of more than about 2.7 KB.
+        .index("label")
     }
 
     fn handle(req: Request) -> Result<Response> {
@@ -103,6 +106,24 @@ impl Plugin for Misbehave {
                     .notify(Notification::created("FAULT", &forged.id, &json).to(Target::All)))
             }
             "fetch" => Ok(Response::ok(&json!({ "outcome": fetch("https", "example.com", "/") }))),
+            // One write whose indexed field PostgreSQL cannot index: 8,000 hexadecimal digits
+            // that do not compress (SQLite takes it).
+            "too-large" => {
+                let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+                let label: String = (0..8000)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        char::from_digit((state % 16) as u32, 16).unwrap()
+                    })
+                    .collect();
+                let big = Record::new("FAULT", req.now(), json!({ "action": "too-large", "label": label }));
+                let json = big.to_json();
+                Ok(Response::created(&json)
+                    .insert(&big)
+                    .notify(Notification::created("FAULT", &big.id, &json).to(Target::All)))
+            }
             other => Err(PluginError::NotFound(format!("no action {other}"))),
         }
     }
