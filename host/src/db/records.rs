@@ -88,10 +88,14 @@ pub enum Write {
     Delete { record_type: String, id: String, expected_version: Option<i64> },
 }
 
-/// Most bytes of a record's type, id and data for which every index entry it makes is sure to
-/// fit PostgreSQL's B-tree (about 2.7 KB an entry, which a larger value exceeds unless it
-/// compresses well): an entry holds some of those, a few headers and nothing else.
-const SURELY_INDEXABLE: usize = 2_000;
+/// Most bytes of a record's type, id and (as `jsonb`) data for which every index entry it
+/// makes is sure to fit PostgreSQL's B-tree (2,704 bytes an entry, which a longer value
+/// exceeds unless it compresses well): an entry holds some of those and a few headers.
+const SURELY_INDEXABLE: usize = 2_400;
+
+/// How many times the bytes of its JSON text a value may take as `jsonb`, at most: an array
+/// of one-digit numbers takes 12 bytes for each 2 of text (`0,`).
+const JSONB_GROWTH: usize = 6;
 
 impl Write {
     /// Whether this write cannot fail on PostgreSQL for a value too large for an index. SQLite
@@ -99,7 +103,7 @@ impl Write {
     pub fn surely_indexable(&self) -> bool {
         match self {
             Write::Upsert { record_type, id, data, .. } => {
-                record_type.len() + id.len() + data.len() <= SURELY_INDEXABLE
+                record_type.len() + id.len() + JSONB_GROWTH * data.len() <= SURELY_INDEXABLE
             }
             Write::Delete { .. } => true,
         }
