@@ -423,6 +423,9 @@ pub fn check_for(
                 let Ok(Value::Object(mut data)) = serde_json::from_str(&u.data) else {
                     return Err(format!("record {} data is not a JSON object", u.id));
                 };
+                if data.iter().any(|(key, value)| key.contains('\0') || records::json_holds_nul(value)) {
+                    return Err(format!("record {} data holds U+0000 (NUL), which cannot be stored", u.id));
+                }
                 // The host owns these; a copy in the data would only go stale.
                 for owned in HOST_FIELDS {
                     data.remove(owned);

@@ -56,8 +56,9 @@ async fn writes_fail_alone(backend: Backend, max_instances: u32) -> u64 {
     // Each kind of refusal or fault between successes: a trap, invalid output (a status, an
     // ungranted write or notification, another session), a version conflict after a write,
     // and one as the only write (such a job runs without a savepoint), and a value too large
-    // for PostgreSQL's index as the only write (there, it aborts the transaction and the batch
-    // runs again; SQLite takes it).
+    // for PostgreSQL's index as the only write (there, it is refused alone; SQLite takes it),
+    // a record holding U+0000 (which PostgreSQL cannot store), and reads naming U+0000 (which
+    // it cannot compare) before a normal write.
     let too_large = match backend {
         Backend::Sqlite => StatusCode::CREATED,
         Backend::Postgres => StatusCode::BAD_REQUEST,
@@ -75,6 +76,8 @@ async fn writes_fail_alone(backend: Backend, max_instances: u32) -> u64 {
         "other-session",
         "stale",
         "too-large",
+        "nul-data",
+        "nul-read",
     ];
     let mut requests = tokio::task::JoinSet::new();
     for round in 0..12 {
@@ -93,21 +96,26 @@ async fn writes_fail_alone(backend: Backend, max_instances: u32) -> u64 {
     let mut error_ids = BTreeSet::new();
     for (action, status, body) in &answers {
         let expected = match *action {
-            "ok" => StatusCode::CREATED,
+            "ok" | "nul-read" => StatusCode::CREATED,
             "conflict" | "stale" => StatusCode::CONFLICT,
             "too-large" => too_large,
             _ => StatusCode::BAD_GATEWAY,
         };
         assert_eq!(*status, expected, "{action}: {body}");
+        if *action == "nul-read" {
+            assert_eq!(body["get"], "Ok(false)", "no id holds U+0000: {body}");
+            let find = body["find"].as_str().unwrap();
+            assert!(find.starts_with("Err(") && find.contains("U+0000"), "the query is refused: {body}");
+        }
         match *action {
-            "ok" | "too-large" if expected == StatusCode::CREATED => {
+            "ok" | "nul-read" | "too-large" if expected == StatusCode::CREATED => {
                 created.insert(body["id"].as_str().unwrap().to_owned())
             }
             _ if expected == StatusCode::BAD_GATEWAY => error_ids.insert(body["errorId"].as_str().unwrap().to_owned()),
             _ => false,
         };
     }
-    assert_eq!(created.len(), 12 * if too_large == StatusCode::CREATED { 5 } else { 4 });
+    assert_eq!(created.len(), 12 * if too_large == StatusCode::CREATED { 6 } else { 5 });
     assert_eq!(host.stored("FAULT").await, created.len() as i64, "only the successes wrote");
     assert_eq!(host.stored("DEPARTMENT").await, 0, "the ungranted write left nothing");
 

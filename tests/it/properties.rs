@@ -20,7 +20,7 @@ use reqwest::header::CONTENT_TYPE;
 use serde_json::{Value, json};
 
 use integration_tests::output_rules::{
-    MAX_BODY_BYTES, MAX_NOTIFICATIONS, MAX_RECORD_BYTES, MAX_TARGETS, MAX_WRITES, obeys_every_rule,
+    MAX_BODY_BYTES, MAX_NOTIFICATIONS, MAX_RECORD_BYTES, MAX_TARGETS, MAX_WRITES, has_nul, obeys_every_rule,
 };
 
 use crate::support::{Backend, Client, TestHost};
@@ -912,7 +912,8 @@ fn valid_response() -> impl Strategy<Value = Output> {
 const VALID_ID: &str = "[a-zA-Z0-9_.:-]{1,128}";
 
 fn valid_write() -> impl Strategy<Value = Write> {
-    (VALID_ID, prop::option::of(any::<u64>()), any::<bool>(), any_json()).prop_map(
+    let field = any_json().prop_filter("no record holds U+0000", |field| !has_nul(field));
+    (VALID_ID, prop::option::of(any::<u64>()), any::<bool>(), field).prop_map(
         |(id, expected_version, upsert, field)| {
             let record_type = "NOTE".to_owned();
             if upsert {

@@ -47,8 +47,9 @@ pub fn obeys_every_rule(response: &Response, req: &Request, read_only: bool) -> 
         }
         valid_id(id)?;
         if let Write::Upsert(u) = write {
-            let is_object = matches!(serde_json::from_str(&u.data), Ok(Value::Object(_)));
-            if u.data.len() > MAX_RECORD_BYTES || !is_object {
+            let data = serde_json::from_str(&u.data);
+            let is_object = matches!(data, Ok(Value::Object(_)));
+            if u.data.len() > MAX_RECORD_BYTES || !is_object || data.as_ref().is_ok_and(has_nul) {
                 return Err(format!("upsert data {}", short(&u.data)));
             }
         }
@@ -85,6 +86,17 @@ pub fn obeys_every_rule(response: &Response, req: &Request, read_only: bool) -> 
 /// Syntactically JSON (RFC 8259): numbers need not fit an `f64`.
 pub fn is_json(text: &str) -> bool {
     serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
+}
+
+/// Whether a string or key anywhere in `value` holds U+0000, which no record may (PostgreSQL
+/// cannot store it).
+pub fn has_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(fields) => fields.iter().any(|(key, value)| key.contains('\0') || has_nul(value)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
 }
 
 /// Ids: 1 to 128 characters, none of them a control character.

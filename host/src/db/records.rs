@@ -37,6 +37,30 @@ pub enum Value {
     Texts(Vec<String>),
 }
 
+impl Value {
+    /// Whether a text in it holds U+0000 (see [`json_holds_nul`]).
+    fn holds_nul(&self) -> bool {
+        match self {
+            Value::Text(text) => text.contains('\0'),
+            Value::Texts(texts) => texts.iter().any(|text| text.contains('\0')),
+            Value::Null | Value::Bool(_) | Value::Int(_) | Value::Float(_) => false,
+        }
+    }
+}
+
+/// Whether any string or key in `value` holds U+0000. PostgreSQL can neither store such text
+/// (nor such JSON as `jsonb`) nor compare with it: a statement that tries fails, and aborts its
+/// transaction. Records never hold it, on either backend: clients may not send it and a
+/// plugin's write of it is invalid output.
+pub fn json_holds_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(json_holds_nul),
+        serde_json::Value::Object(fields) => fields.iter().any(|(k, v)| k.contains('\0') || json_holds_nul(v)),
+        serde_json::Value::Null | serde_json::Value::Bool(_) | serde_json::Value::Number(_) => false,
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
     Eq,
@@ -122,6 +146,10 @@ pub enum RecordError {
 const COLUMNS: &str = "record_type, id, data, version, created_at, updated_at";
 
 pub async fn get(conn: &mut AnyConnection, record_type: &str, id: &str) -> Result<Option<StoredRecord>> {
+    // No id holds U+0000 (ids are checked when written), and PostgreSQL could not compare one.
+    if record_type.contains('\0') || id.contains('\0') {
+        return Ok(None);
+    }
     let sql = AssertSqlSafe(format!("SELECT {COLUMNS} FROM records WHERE record_type = $1 AND id = $2"));
     Ok(sqlx::query_as(sql).bind(record_type).bind(id).fetch_optional(conn).await?)
 }
@@ -603,6 +631,11 @@ fn comparand(dialect: Dialect, field: &str, value: &Value, n: usize) -> Result<(
 fn compile(dialect: Dialect, element_fields: &[String], query: &Query) -> Result<Compiled, RecordError> {
     // The record type is written into the SQL, not bound: the field indexes are partial, one
     // record type's each, and a planner can use one only for a query that names its type.
+    let nul = query.conditions.iter().any(|c| c.value.holds_nul())
+        || query.after.as_ref().is_some_and(|after| after.value.holds_nul() || after.id.contains('\0'));
+    if nul {
+        return Err(RecordError::InvalidQuery("no text in a query may hold U+0000 (NUL)".into()));
+    }
     let record_type = text_literal(&query.record_type);
     let mut sql = format!("SELECT {COLUMNS} FROM records WHERE record_type = {record_type}");
     let mut binds = Vec::new();

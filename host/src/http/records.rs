@@ -12,6 +12,7 @@ use axum_extra::extract::WithRejection;
 use serde::de::DeserializeOwned;
 
 use crate::clock::iso;
+use crate::db::records;
 use crate::dispatch;
 use crate::http::ApiError;
 use crate::pages;
@@ -133,20 +134,10 @@ async fn run(
 fn parse_json(bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
     let value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?;
-    if contains_nul(&value) {
+    if records::json_holds_nul(&value) {
         return Err(ApiError::BadRequest("NUL characters (U+0000) are not allowed in JSON strings".into()));
     }
     Ok(value)
-}
-
-/// Whether any string or key in `value` holds U+0000, which PostgreSQL cannot store.
-fn contains_nul(value: &serde_json::Value) -> bool {
-    match value {
-        serde_json::Value::String(s) => s.contains('\0'),
-        serde_json::Value::Array(items) => items.iter().any(contains_nul),
-        serde_json::Value::Object(fields) => fields.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)),
-        _ => false,
-    }
 }
 
 fn wit_method(method: &Method) -> Option<types::Method> {

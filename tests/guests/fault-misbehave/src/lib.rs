@@ -27,6 +27,8 @@ impl Plugin for Misbehave {
             "forge",
             "fetch",
             "too-large",
+            "nul-data",
+            "nul-read",
         ];
         actions.iter().fold(Descriptor::new("fault-misbehave", "FAULT", "faults", "0.1.0"), |d, a| {
             d.action(a, Method::Post, &format!("/{a}"), Access::SignedIn)
@@ -123,6 +125,24 @@ impl Plugin for Misbehave {
                 Ok(Response::created(&json)
                     .insert(&big)
                     .notify(Notification::created("FAULT", &big.id, &json).to(Target::All)))
+            }
+            // A record with U+0000 in an indexed field: PostgreSQL can neither store it as
+            // jsonb nor index it. Invalid output on either backend.
+            "nul-data" => {
+                let bad = Record::new("FAULT", req.now(), json!({ "action": "nul-data", "label": "a\u{0}b" }));
+                Ok(Response::created(&bad.to_json()).insert(&bad))
+            }
+            // Reads naming U+0000, which PostgreSQL cannot compare; then a normal create, whose
+            // record says what the reads answered.
+            "nul-read" => {
+                let got = get::<Value>("FAULT", "a\u{0}b").map(|found| found.is_some());
+                let found = Query::new("FAULT").eq("label", "a\u{0}b").fetch::<Value>().map(|found| found.len());
+                let data = json!({ "action": "nul-read", "get": format!("{got:?}"), "find": format!("{found:?}") });
+                let record = Record::new("FAULT", req.now(), data);
+                let json = record.to_json();
+                Ok(Response::created(&json)
+                    .insert(&record)
+                    .notify(Notification::created("FAULT", &record.id, &json).to(Target::All)))
             }
             other => Err(PluginError::NotFound(format!("no action {other}"))),
         }
