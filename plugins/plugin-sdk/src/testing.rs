@@ -205,10 +205,16 @@ fn holds(r: &StoredRecord, c: &types::Condition) -> bool {
         Comparison::Ge => compare(&value, &wanted).is_some_and(|o| o != Ordering::Less),
         Comparison::In => texts(&wanted).contains(&value),
         Comparison::Contains => {
-            let items = value.as_array().cloned().unwrap_or_default();
-            texts(&wanted)
-                .iter()
-                .any(|w| items.iter().any(|item| item == w || item.to_string() == w.as_str().unwrap_or("")))
+            // The elements as the host's element index holds them: strings as they are,
+            // numbers and booleans as JSON; nulls, objects and nested arrays not at all.
+            let elements: Vec<String> = (value.as_array().into_iter().flatten())
+                .filter_map(|item| match item {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Number(_) | Value::Bool(_) => Some(item.to_string()),
+                    Value::Null | Value::Array(_) | Value::Object(_) => None,
+                })
+                .collect();
+            texts(&wanted).iter().any(|w| w.as_str().is_some_and(|w| elements.iter().any(|e| e == w)))
         }
     }
 }
@@ -223,13 +229,16 @@ mod tests {
     fn queries_filter_order_and_page_as_the_host_does() {
         seed_at("NOTE", "n2", json!({ "authorId": "alice", "rank": 2, "tags": ["a"] }), "2026-01-02T00:00:00.000Z");
         seed_at("NOTE", "n1", json!({ "authorId": "alice", "rank": 1, "tags": ["b"] }), "2026-01-01T12:00:00.000Z");
-        seed("NOTE", "n3", json!({ "authorId": "bob", "rank": 3 }));
+        seed("NOTE", "n3", json!({ "authorId": "bob", "rank": 3, "tags": [7, null, true] }));
         seed("OTHER", "x", json!({ "authorId": "alice" }));
         let ids = |q: Query| q.fetch::<Value>().unwrap().into_iter().map(|r| r.id).collect::<Vec<_>>();
         assert_eq!(ids(Query::new("NOTE").eq("authorId", "alice").order_by("rank")), ["n1", "n2"]);
         assert_eq!(ids(Query::new("NOTE").order_by_desc("rank").limit(2)), ["n3", "n2"]);
         assert_eq!(ids(Query::new("NOTE").filter("rank", Comparison::Ge, 2)), ["n2", "n3"]);
         assert_eq!(ids(Query::new("NOTE").contains("tags", "b")), ["n1"]);
+        // Numbers and booleans are elements as their JSON text; nulls are not elements.
+        assert_eq!(ids(Query::new("NOTE").contains_any("tags", ["7", "true"])), ["n3"]);
+        assert!(ids(Query::new("NOTE").contains("tags", "null")).is_empty());
         assert_eq!(ids(Query::new("NOTE").is_in("id", ["n3", "x"])), ["n3"]);
         assert_eq!(ids(Query::new("NOTE").order_by("createdAt")), ["n3", "n1", "n2"], "seeded at NOW sorts first");
         let second_page = |q: Query| {
