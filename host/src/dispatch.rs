@@ -420,12 +420,13 @@ pub fn check_for(
                 if u.data.len() > MAX_RECORD_BYTES {
                     return Err(format!("record {} has {} bytes, more than {MAX_RECORD_BYTES}", u.id, u.data.len()));
                 }
-                let Ok(Value::Object(mut data)) = serde_json::from_str(&u.data) else {
-                    return Err(format!("record {} data is not a JSON object", u.id));
-                };
-                if data.iter().any(|(key, value)| key.contains('\0') || records::json_holds_nul(value)) {
+                let data = serde_json::from_str::<Value>(&u.data);
+                if data.as_ref().is_ok_and(records::json_holds_nul) {
                     return Err(format!("record {} data holds U+0000 (NUL), which cannot be stored", u.id));
                 }
+                let Ok(Value::Object(mut data)) = data else {
+                    return Err(format!("record {} data is not a JSON object", u.id));
+                };
                 // The host owns these; a copy in the data would only go stale.
                 for owned in HOST_FIELDS {
                     data.remove(owned);
