@@ -132,7 +132,15 @@ async function signIn(page, email, password) {
 /** Waits until the console's socket is connected. */
 const live = (page) => page.locator('#live[data-tone="ok"]').waitFor();
 
-const navLinks = (page) => page.getByRole('navigation', { name: 'Views' }).getByRole('link').allTextContents();
+/**
+ * The navigation's link texts, once it is built: it follows the OpenAPI document, which may
+ * arrive after the socket has connected.
+ */
+async function navLinks(page) {
+  const links = page.getByRole('navigation', { name: 'Views' }).getByRole('link');
+  await links.first().waitFor();
+  return links.allTextContents();
+}
 
 ctx.test('the admin signs in through the form and reaches every view from the navigation', async () => {
   await withConsole({}, async (page, seen) => {
