@@ -125,6 +125,17 @@ pub(crate) fn get(record_type: &str, id: &str) -> Result<Option<StoredRecord>, S
 }
 
 pub(crate) fn find(q: &types::Query) -> Result<Vec<StoredRecord>, StoreError> {
+    // As the host: no record holds U+0000, and a query comparing with it is refused.
+    let holds_nul = |v: &FieldValue| match v {
+        FieldValue::Text(t) => t.contains('\0'),
+        FieldValue::Texts(ts) => ts.iter().any(|t| t.contains('\0')),
+        FieldValue::Null | FieldValue::Boolean(_) | FieldValue::Integer(_) | FieldValue::Float(_) => false,
+    };
+    let nul = q.conditions.iter().any(|c| holds_nul(&c.value))
+        || q.after.as_ref().is_some_and(|after| holds_nul(&after.value) || after.id.contains('\0'));
+    if nul {
+        return Err(StoreError::InvalidQuery("no text in a query may hold U+0000 (NUL)".into()));
+    }
     let mut found: Vec<StoredRecord> = RECORDS.with_borrow(|records| {
         records
             .iter()
@@ -249,6 +260,10 @@ mod tests {
         };
         assert_eq!(second_page(Query::new("NOTE").order_by("createdAt")), ["n2"], "a keyset position on createdAt");
         assert!(crate::get::<Value>("NOTE", "n9").unwrap().is_none());
+        assert!(matches!(
+            Query::new("NOTE").eq("authorId", "al\u{0}ice").fetch::<Value>(),
+            Err(crate::PluginError::Internal(m)) if m.contains("U+0000")
+        ));
         clear();
         assert!(ids(Query::new("NOTE")).is_empty());
     }
