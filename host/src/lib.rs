@@ -160,7 +160,7 @@ impl Server {
             .start()
             .await,
         );
-        let state = AppState {
+        let state = AppState::new(state::Shared {
             db,
             clock,
             config: Arc::clone(&config),
@@ -172,7 +172,7 @@ impl Server {
             io: io.clone(),
             tasks,
             pipeline,
-        };
+        });
 
         let listener = listen(config.listen).with_context(|| format!("binding {}", config.listen))?;
         let addr = listener.local_addr()?;

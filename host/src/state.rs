@@ -1,5 +1,6 @@
-//! `AppState`: the cheap clones every handler may need, with `FromRef` substates so each
-//! handler takes only what it uses.
+//! `AppState`: what every handler may need, with `FromRef` substates so each handler takes
+//! only what it uses. axum clones the state for each request (every layer and extractor that
+//! takes it), so it is one `Arc`: a clone is one reference count, not one per field.
 
 use std::sync::Arc;
 
@@ -16,7 +17,10 @@ use crate::sessions::throttle::LoginThrottle;
 use crate::tasks::TaskWaker;
 
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// What an [`AppState`] shares among its clones.
+pub struct Shared {
     pub db: Db,
     pub clock: Clock,
     pub config: Arc<Config>,
@@ -31,6 +35,20 @@ pub struct AppState {
     pub pipeline: Pipeline,
     /// The Socket.IO server, for the operator's view of connected sockets.
     pub io: socketioxide::SocketIo,
+}
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 impl FromRef<AppState> for Db {

@@ -69,9 +69,14 @@ pub enum Dialect {
     Postgres,
 }
 
-/// A connection pool plus what the queries need to know about its backend.
+/// A connection pool plus what the queries need to know about its backend. Cheap to clone: one
+/// reference count, however many handles it holds (requests and plugin calls clone it).
 #[derive(Clone, Debug)]
-pub struct Db {
+pub struct Db(Arc<Shared>);
+
+/// What a [`Db`] shares among its clones.
+#[derive(Debug)]
+pub struct Shared {
     pub pool: AnyPool,
     /// Where writing transactions run ([`Db::begin_write`]): on SQLite a pool of one
     /// connection, on PostgreSQL the same pool as [`Db::pool`].
@@ -80,14 +85,22 @@ pub struct Db {
     /// The element-indexed array fields, by record type.
     pub elements: records::ElementFields,
     /// How far PostgreSQL's statistics of the records lag behind ([`records::wrote`]).
-    analyzed: Arc<records::Analyzed>,
+    analyzed: records::Analyzed,
     /// This server's id among the nodes sharing the database (a fresh UUID per start).
-    pub node: Arc<str>,
+    pub node: String,
     /// The PostgreSQL URL, for the connection that listens to the other nodes.
     listen_url: Option<String>,
     /// Sessions recently read (`sessions::authenticate`). Alone on SQLite, a server makes
     /// every change itself; on PostgreSQL, they serve while `cluster` hears the other nodes.
-    pub sessions: Arc<sessions::Cache>,
+    pub sessions: sessions::Cache,
+}
+
+impl std::ops::Deref for Db {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 impl Db {
@@ -149,16 +162,16 @@ impl Db {
                 (pool.clone(), pool)
             }
         };
-        let db = Db {
+        let db = Db(Arc::new(Shared {
             pool,
             writer,
             dialect,
             elements: records::ElementFields::default(),
-            analyzed: Arc::default(),
-            node: uuid::Uuid::new_v4().to_string().into(),
+            analyzed: records::Analyzed::default(),
+            node: uuid::Uuid::new_v4().to_string(),
             listen_url: (dialect == Dialect::Postgres).then_some(url),
-            sessions: Arc::new(sessions::Cache::new(dialect == Dialect::Sqlite)),
-        };
+            sessions: sessions::Cache::new(dialect == Dialect::Sqlite),
+        }));
         match dialect {
             Dialect::Sqlite => MIGRATOR.run(&db.writer).await?,
             Dialect::Postgres => {
