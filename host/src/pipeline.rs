@@ -161,13 +161,19 @@ impl Pipeline {
         // An isolated plugin is answered at once, without waiting for a batch.
         let (Work::Request { plugin, .. } | Work::Task { plugin, .. }) = &work;
         plugin.available()?;
-        let in_flight = InFlight::enter(&self.in_flight);
+        let in_flight = InFlight::enter(self);
         // What can be done before the request's turn is done here, on its own task, rather
         // than by the committer, which runs one job at a time: with other changes under way,
         // the call itself (when a reader connection is free); else the instance for it.
         if let Work::Request { plugin, req, early } = &mut work {
-            let ahead = match in_flight.others.then(|| self.db.pool.try_acquire()).flatten() {
-                Some(reader) => self.runtime.run_ahead(plugin, req, reader).await,
+            let ahead = match in_flight.others.then(|| self.db.try_reader()).flatten() {
+                Some(reader) => {
+                    let (ahead, idle) = self.runtime.run_ahead(plugin, req, reader).await;
+                    if let Some(reader) = idle {
+                        self.db.keep_reader(reader);
+                    }
+                    ahead
+                }
                 None => None,
             };
             *early = match ahead {
@@ -188,22 +194,25 @@ impl Pipeline {
     }
 }
 
-/// A change counted in [`Pipeline::in_flight`] while this lives.
+/// A change counted in [`Pipeline::in_flight`] while this lives. The last one out gives the
+/// readers kept for calls run ahead back to the pool ([`Db::keep_reader`]).
 struct InFlight<'a> {
-    count: &'a AtomicUsize,
+    pipeline: &'a Pipeline,
     /// Whether other changes were under way when this one entered.
     others: bool,
 }
 
 impl<'a> InFlight<'a> {
-    fn enter(count: &'a AtomicUsize) -> Self {
-        InFlight { count, others: count.fetch_add(1, Ordering::Relaxed) > 0 }
+    fn enter(pipeline: &'a Pipeline) -> Self {
+        InFlight { pipeline, others: pipeline.in_flight.fetch_add(1, Ordering::Relaxed) > 0 }
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.count.fetch_sub(1, Ordering::Relaxed);
+        if self.pipeline.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.pipeline.db.release_readers();
+        }
     }
 }
 

@@ -148,6 +148,16 @@ async fn writes_fail_alone(backend: Backend, max_instances: u32) -> u64 {
     assert_eq!(jobs, answers.len() as u64, "every request went through the pipeline once");
     assert!(batches < jobs, "concurrent requests shared batches: {jobs} jobs in {batches} batches");
     let settled = stats.settled_ahead.load(Ordering::Relaxed) - settled;
+
+    // The readers kept for calls run ahead go back to the pool once the writes have stopped.
+    let pool = &host.server.state.db.pool;
+    for _ in 0..100 {
+        if pool.num_idle() == pool.size() as usize {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(pool.num_idle(), pool.size() as usize, "every connection is back in the pool once writes stopped");
     host.stop().await;
     settled
 }

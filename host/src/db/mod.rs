@@ -15,7 +15,7 @@ pub mod users;
 
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -93,6 +93,8 @@ pub struct Shared {
     /// Sessions recently read (`sessions::authenticate`). Alone on SQLite, a server makes
     /// every change itself; on PostgreSQL, they serve while `cluster` hears the other nodes.
     pub sessions: sessions::Cache,
+    /// Readers kept out of the pool between calls run ahead of their turn ([`Db::keep_reader`]).
+    kept_readers: Mutex<Vec<PoolConnection<Any>>>,
 }
 
 impl std::ops::Deref for Db {
@@ -171,6 +173,7 @@ impl Db {
             node: uuid::Uuid::new_v4().to_string(),
             listen_url: (dialect == Dialect::Postgres).then_some(url),
             sessions: sessions::Cache::new(dialect == Dialect::Sqlite),
+            kept_readers: Mutex::default(),
         }));
         match dialect {
             Dialect::Sqlite => MIGRATOR.run(&db.writer).await?,
@@ -232,6 +235,37 @@ impl Db {
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+}
+
+/// Most readers [`Db::keep_reader`] keeps: half of SQLite's pool, so that GETs and session
+/// lookups always find readers in it.
+const KEPT_READERS: usize = 4;
+
+impl Db {
+    /// A reader connection if one is free now: one kept by [`Db::keep_reader`], else one from
+    /// the pool.
+    pub fn try_reader(&self) -> Option<PoolConnection<Any>> {
+        let kept = self.kept_readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        kept.or_else(|| self.pool.try_acquire())
+    }
+
+    /// Keep a reader that is idle (every statement on it finished, no transaction open) for the
+    /// next [`Db::try_reader`], while writes keep coming. Returned to the pool, sqlx checks a
+    /// connection with a round trip (on SQLite a hop to the connection's worker thread and
+    /// back), which a busy pipeline would pay once per write; [`Db::release_readers`] gives
+    /// them back once it is idle.
+    pub fn keep_reader(&self, reader: PoolConnection<Any>) {
+        let mut kept = self.kept_readers.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.len() < KEPT_READERS {
+            kept.push(reader);
+        }
+    }
+
+    /// Return the readers [`Db::keep_reader`] kept to the pool.
+    pub fn release_readers(&self) {
+        let kept = std::mem::take(&mut *self.kept_readers.lock().unwrap_or_else(|p| p.into_inner()));
+        drop(kept);
     }
 }
 

@@ -321,14 +321,16 @@ impl Runtime {
     /// Run `handle` on a fresh instance ahead of the request's turn in the write pipeline,
     /// reading on `reader` (the last committed state), keeping every read and its answer.
     /// `None` if it could not be run so: no room in the pool for an instance made ahead, or
-    /// the database failed; the call is then made in turn, as [`Runtime::handle`].
+    /// the database failed; the call is then made in turn, as [`Runtime::handle`]. The reader
+    /// comes back too when it is idle (the call returned, rather than being stopped, perhaps
+    /// in the middle of a read), to be used again.
     pub async fn run_ahead(
         &self,
         plugin: &LoadedPlugin,
         req: &wit::Request,
         reader: PoolConnection<Any>,
-    ) -> Option<Ahead> {
-        let _slot = self.ahead.try_acquire().ok()?;
+    ) -> (Option<Ahead>, Option<PoolConnection<Any>>) {
+        let Ok(_slot) = self.ahead.try_acquire() else { return (None, Some(reader)) };
         let started = Instant::now();
         let mut store = self.new_store(Some(plugin), None);
         let ctx = store.data_mut();
@@ -341,11 +343,14 @@ impl Runtime {
             })
             .await;
         let took = started.elapsed();
-        let PluginCtx { store: StoreState { reads, host_error, .. }, log, output, .. } = store.into_data();
+        let PluginCtx { store: StoreState { reads, host_error, reader, .. }, log, output, .. } = store.into_data();
         if host_error.is_some() {
-            return None;
+            return (None, None);
         }
-        Some(Ahead { result, reads: reads.unwrap_or_default(), log, printed: output.take(), took })
+        // A call that returned (not one stopped by its deadline or a trap, perhaps in the middle
+        // of a read) leaves its reader idle.
+        let idle = reader.filter(|_| result.is_ok());
+        (Some(Ahead { result, reads: reads.unwrap_or_default(), log, printed: output.take(), took }), idle)
     }
 
     /// The answer of a call run ahead ([`Runtime::run_ahead`]), if its reads answer the same in
