@@ -250,14 +250,15 @@ impl Db {
         kept.or_else(|| self.pool.try_acquire())
     }
 
-    /// Keep a reader that is idle (every statement on it finished, no transaction open) for the
-    /// next [`Db::try_reader`], while writes keep coming. Returned to the pool, sqlx checks a
-    /// connection with a round trip (on SQLite a hop to the connection's worker thread and
-    /// back), which a busy pipeline would pay once per write; [`Db::release_readers`] gives
-    /// them back once it is idle.
+    /// On SQLite, keep a reader that is idle (every statement on it finished, no transaction
+    /// open) for the next [`Db::try_reader`], while writes keep coming. Returned to the pool,
+    /// sqlx checks a connection with a round trip, on SQLite a hop to the connection's worker
+    /// thread and back, which a busy pipeline would pay once per write; [`Db::release_readers`]
+    /// gives them back once it is idle. On PostgreSQL (where the check is a round trip to the
+    /// server) keeping them measured no faster, so they go back to the pool.
     pub fn keep_reader(&self, reader: PoolConnection<Any>) {
         let mut kept = self.kept_readers.lock().unwrap_or_else(|p| p.into_inner());
-        if kept.len() < KEPT_READERS {
+        if self.dialect == Dialect::Sqlite && kept.len() < KEPT_READERS {
             kept.push(reader);
         }
     }
