@@ -257,8 +257,11 @@ impl Db {
     /// gives them back once it is idle. On PostgreSQL (where the check is a round trip to the
     /// server) keeping them measured no faster, so they go back to the pool.
     pub fn keep_reader(&self, reader: PoolConnection<Any>) {
+        if self.dialect != Dialect::Sqlite {
+            return;
+        }
         let mut kept = self.kept_readers.lock().unwrap_or_else(|p| p.into_inner());
-        if self.dialect == Dialect::Sqlite && kept.len() < KEPT_READERS {
+        if kept.len() < KEPT_READERS {
             kept.push(reader);
         }
     }
