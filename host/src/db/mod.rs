@@ -138,7 +138,7 @@ impl Db {
                 // call ahead on a reader when one is free (`pipeline.rs`). Sixteen let more
                 // calls run ahead (78 % at C = 32 against 44 %) but measured no faster, and
                 // slower at C = 1 (BENCHMARKS.md): eight.
-                let pool = sqlite_pool(8).connect_with(options.clone()).await?;
+                let pool = sqlite_pool(SQLITE_READERS).connect_with(options.clone()).await?;
                 let writer = sqlite_pool(1).connect_with(options).await?;
                 (pool, writer)
             }
@@ -238,9 +238,12 @@ impl Db {
     }
 }
 
+/// Readers in SQLite's pool.
+const SQLITE_READERS: u32 = 8;
+
 /// Most readers [`Db::keep_reader`] keeps: half of SQLite's pool, so that GETs and session
 /// lookups always find readers in it.
-const KEPT_READERS: usize = 4;
+const KEPT_READERS: usize = SQLITE_READERS as usize / 2;
 
 impl Db {
     /// A reader connection if one is free now: one kept by [`Db::keep_reader`], else one from
