@@ -118,6 +118,10 @@ pub struct PipelineStats {
     pub settled_ahead: AtomicU64,
     /// Plugin calls run ahead of their turn and made again in it, a read having changed.
     pub made_again: AtomicU64,
+    /// Microseconds the committer spent running batches, from taking the first job to
+    /// answering the last. Per second of wall-clock time it is the committer's load: near 1,
+    /// writes wait for the one serial path rather than for the machine.
+    pub busy_micros: AtomicU64,
 }
 
 impl Work {
@@ -242,7 +246,9 @@ impl Committer {
             {
                 jobs.push(job);
             }
+            let started = Instant::now();
             self.commit(jobs, &mut kept).await;
+            self.stats.busy_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
             if self.queue.is_empty() || kept.since.elapsed() >= KEEP_CONNECTION {
                 kept.conn = None;
             }

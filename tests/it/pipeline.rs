@@ -79,6 +79,8 @@ async fn writes_fail_alone(backend: Backend, max_instances: u32) -> u64 {
         "nul-data",
         "nul-read",
     ];
+    let busy = stats.busy_micros.load(Ordering::Relaxed);
+    let burst = std::time::Instant::now();
     let mut requests = tokio::task::JoinSet::new();
     for round in 0..12 {
         for action in cycle {
@@ -91,6 +93,7 @@ async fn writes_fail_alone(backend: Backend, max_instances: u32) -> u64 {
         }
     }
     let answers = requests.join_all().await;
+    let elapsed = burst.elapsed();
 
     let mut created = BTreeSet::new();
     let mut error_ids = BTreeSet::new();
@@ -147,6 +150,9 @@ async fn writes_fail_alone(backend: Backend, max_instances: u32) -> u64 {
     let jobs = stats.jobs.load(Ordering::Relaxed) - jobs;
     assert_eq!(jobs, answers.len() as u64, "every request went through the pipeline once");
     assert!(batches < jobs, "concurrent requests shared batches: {jobs} jobs in {batches} batches");
+    // The committer is one serial path: its busy time is some of the burst's, never more.
+    let busy = std::time::Duration::from_micros(stats.busy_micros.load(Ordering::Relaxed) - busy);
+    assert!(!busy.is_zero() && busy <= elapsed, "the committer was busy {busy:?} of the burst's {elapsed:?}");
     let settled = stats.settled_ahead.load(Ordering::Relaxed) - settled;
 
     // The readers kept for calls run ahead go back to the pool once the writes have stopped.
@@ -202,6 +208,9 @@ async fn a_call_run_ahead_is_made_again_when_what_it_read_has_changed(backend: B
         let line = format!("\n{metric} {}\n", count.load(Ordering::Relaxed));
         assert!(metrics.contains(&line), "{line:?} in {metrics}");
     }
+    let busy = stats.busy_micros.load(Ordering::Relaxed) as f64 / 1e6;
+    let line = format!("\ntidings_pipeline_committer_busy_seconds_total {busy}\n");
+    assert!(busy > 0.0 && metrics.contains(&line), "{line:?} in {metrics}");
 }
 
 /// The host stamps `createdAt` and `updatedAt` on what it stores and on the notified copy of a

@@ -205,6 +205,12 @@ pub async fn metrics(
             value.load(Ordering::Relaxed)
         );
     }
+    let metric = "tidings_pipeline_committer_busy_seconds_total";
+    let busy = pipeline.busy_micros.load(Ordering::Relaxed) as f64 / 1e6;
+    let _ = writeln!(
+        out,
+        "# HELP {metric} Time the write pipeline's committer spent on batches; its rate near 1 means writes queue for it.\n# TYPE {metric} counter\n{metric} {busy}"
+    );
     let metric = "tidings_plugin_call_duration_seconds";
     let _ = writeln!(out, "# HELP {metric} Plugin call latency.\n# TYPE {metric} histogram");
     for p in &plugins {
