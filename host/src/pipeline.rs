@@ -120,7 +120,7 @@ pub struct PipelineStats {
     pub made_again: AtomicU64,
     /// Microseconds the committer spent running batches, from taking the first job to
     /// answering the last. Per second of wall-clock time it is the committer's load: near 1,
-    /// writes wait for the one serial path rather than for the machine.
+    /// writes queue for the one serial path.
     pub busy_micros: AtomicU64,
 }
 
