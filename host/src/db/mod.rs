@@ -134,10 +134,6 @@ impl Db {
                 // connection writes in between), and a writer waiting for the lock waits in
                 // the pool's queue, woken as soon as it is free, instead of sleeping in
                 // SQLite's busy handler.
-                // Besides GETs and session lookups, a write on a busy server runs its plugin
-                // call ahead on a reader when one is free (`pipeline.rs`). Sixteen let more
-                // calls run ahead (78 % at C = 32 against 44 %) but measured no faster, and
-                // slower at C = 1 (BENCHMARKS.md): eight.
                 let pool = sqlite_pool(SQLITE_READERS).connect_with(options.clone()).await?;
                 let writer = sqlite_pool(1).connect_with(options).await?;
                 (pool, writer)
@@ -238,7 +234,10 @@ impl Db {
     }
 }
 
-/// Readers in SQLite's pool.
+/// Readers in SQLite's pool. Besides GETs and session lookups, a write on a busy server runs
+/// its plugin call ahead on a reader when one is free (`pipeline.rs`). Sixteen let more calls
+/// run ahead (78 % at C = 32 against 44 %; on a later VM 90–92 % against 82 %) but measured no
+/// faster, and slower at C = 1 (BENCHMARKS.md): eight.
 const SQLITE_READERS: u32 = 8;
 
 /// Most readers [`Db::keep_reader`] keeps: half of SQLite's pool, so that GETs and session
