@@ -1,0 +1,146 @@
+//! What sqlx's worker thread costs the write path on SQLite: the committer's transaction for
+//! one department create (`BEGIN IMMEDIATE`, the name check, the insert, the offset counter,
+//! the log insert, `COMMIT`), run in turn
+//!
+//! - through the host's own [`Db`] (sqlx's `Any` driver, the writers' connection, as the
+//!   committer runs it, keeping the connection from one transaction to the next: each
+//!   statement a round trip to the connection's worker thread), and
+//! - on the calling thread, with rusqlite on the same database file (the same SQL, its
+//!   statements prepared once, the same `journal_mode = WAL` and `synchronous = FULL`).
+//!
+//! Each round reports transactions a second, wall-clock time, the process's CPU time and its
+//! threads' context switches per transaction. The rounds alternate, so the machine's noise
+//! falls on both. The database is the host's (its migrations, fresh per run, in `$TMPDIR`).
+//!
+//! ```text
+//! cargo bench -p integration-tests --bench sqlite_round_trips [-- --rounds 3 --transactions 2000]
+//! ```
+
+use std::time::Instant;
+
+use host::db::{Db, records};
+use integration_tests::TempDir;
+use sqlx::Any;
+use sqlx::pool::PoolConnection;
+
+/// The plugin's name check, as the settle asks it again.
+const FIND: &str = "SELECT record_type, id, data, version, created_at, updated_at FROM records \
+                    WHERE record_type = 'DEPARTMENT' AND json_extract(data, '$.name') = $1 LIMIT 1";
+const INSERT: &str = "INSERT INTO records (record_type, id, data, version, created_at, updated_at) \
+                      VALUES ('DEPARTMENT', $1, $2, 1, $3, $3) ON CONFLICT (record_type, id) DO NOTHING";
+const TAKE_SEQ: &str = "UPDATE counters SET value = value + $1 WHERE name = 'notification_seq' RETURNING value";
+const LOG: &str = "INSERT INTO notification_log (seq, event, record_type, payload, targets, exclude_socket, created_at) \
+                   VALUES ($1, 'NEW_RECORD', 'DEPARTMENT', $2, '[\"all\"]', NULL, $3)";
+const NOW: &str = "2026-12-08T00:00:00.000Z";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let flag = |name: &str, default: usize| -> usize {
+        args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map_or(default, |v| v.parse().unwrap())
+    };
+    let (rounds, transactions) = (flag("--rounds", 3), flag("--transactions", 2000));
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let dir = TempDir::new("bench-sqlite-round-trips");
+    let db = runtime.block_on(Db::connect(None, dir.path())).expect("opening the database");
+    // The department plugin's indexes, as loading it makes them.
+    for field in ["name", "department1_Id", "department2_Id"] {
+        runtime.block_on(records::ensure_index(&db, "DEPARTMENT", field, &[])).expect("making the plugin's index");
+    }
+    let direct = rusqlite::Connection::open(dir.path().join("tidings.db")).unwrap();
+    direct.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;").unwrap();
+
+    let mut next = 0;
+    for round in 1..=rounds {
+        let start = Usage::now();
+        runtime.block_on(async {
+            // The committer keeps the writers' connection from one batch to the next.
+            let mut kept = None;
+            for _ in 0..transactions {
+                kept = Some(through_sqlx(&db, kept, &Department::new(next)).await);
+                next += 1;
+            }
+        });
+        start.report(&format!("round {round}: through sqlx's worker thread"), transactions);
+
+        let start = Usage::now();
+        for _ in 0..transactions {
+            on_this_thread(&direct, &Department::new(next));
+            next += 1;
+        }
+        start.report(&format!("round {round}: on the calling thread       "), transactions);
+    }
+}
+
+struct Department {
+    id: String,
+    name: String,
+    data: String,
+}
+
+impl Department {
+    fn new(n: usize) -> Department {
+        let name = format!("Department {n:08}");
+        let data = serde_json::json!({ "name": name, "description": "created by the bench" }).to_string();
+        Department { id: format!("bench-{n:012}"), name, data }
+    }
+}
+
+async fn through_sqlx(db: &Db, kept: Option<PoolConnection<Any>>, d: &Department) -> PoolConnection<Any> {
+    let mut tx = db.begin_write_on(kept).await.unwrap();
+    let found = sqlx::query(FIND).bind(&d.name).fetch_optional(&mut *tx).await.unwrap();
+    assert!(found.is_none(), "every name is new");
+    sqlx::query(INSERT).bind(&d.id).bind(&d.data).bind(NOW).execute(&mut *tx).await.unwrap();
+    let seq: i64 = sqlx::query_scalar(TAKE_SEQ).bind(1_i64).fetch_one(&mut *tx).await.unwrap();
+    sqlx::query(LOG).bind(seq).bind(&d.data).bind(NOW).execute(&mut *tx).await.unwrap();
+    tx.commit_keeping().await.unwrap()
+}
+
+fn on_this_thread(conn: &rusqlite::Connection, d: &Department) {
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate).unwrap();
+    let found = tx.prepare_cached(FIND).unwrap().exists([&d.name]).unwrap();
+    assert!(!found, "every name is new");
+    tx.prepare_cached(INSERT).unwrap().execute(rusqlite::params![d.id, d.data, NOW]).unwrap();
+    let seq: i64 = tx.prepare_cached(TAKE_SEQ).unwrap().query_row([1_i64], |row| row.get(0)).unwrap();
+    tx.prepare_cached(LOG).unwrap().execute(rusqlite::params![seq, d.data, NOW]).unwrap();
+    tx.commit().unwrap();
+}
+
+/// The process's CPU time and its threads' context switches, from `/proc`.
+struct Usage {
+    at: Instant,
+    cpu_ticks: u64,
+    switches: u64,
+}
+
+impl Usage {
+    fn now() -> Usage {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        // The fields after the command's closing parenthesis; utime and stime are the 12th and 13th.
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        let cpu_ticks = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        let mut switches = 0;
+        for task in std::fs::read_dir("/proc/self/task").unwrap() {
+            let Ok(status) = std::fs::read_to_string(task.unwrap().path().join("status")) else { continue };
+            for line in status.lines().filter(|l| l.contains("ctxt_switches:")) {
+                switches += line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap();
+            }
+        }
+        Usage { at: Instant::now(), cpu_ticks, switches }
+    }
+
+    fn report(&self, what: &str, transactions: usize) {
+        let end = Usage::now();
+        let n = transactions as f64;
+        let wall = end.at.duration_since(self.at).as_secs_f64();
+        // Linux counts CPU time in ticks of 1/100 s (USER_HZ).
+        let cpu = (end.cpu_ticks - self.cpu_ticks) as f64 / 100.0;
+        println!(
+            "{what}: {:>6.0} transactions/s, {:>4.0} µs wall, {:>4.0} µs CPU, {:>5.1} thread switches a transaction",
+            n / wall,
+            wall * 1e6 / n,
+            cpu * 1e6 / n,
+            (end.switches - self.switches) as f64 / n,
+        );
+    }
+}
