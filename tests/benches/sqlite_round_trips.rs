@@ -2,11 +2,14 @@
 //! one department create (`BEGIN IMMEDIATE`, the name check, the insert, the offset counter,
 //! the log insert, `COMMIT`), run in turn
 //!
-//! - through the host's own [`Db`] (sqlx's `Any` driver, the writers' connection, as the
-//!   committer runs it, keeping the connection from one transaction to the next: each
-//!   statement a round trip to the connection's worker thread), and
-//! - on the calling thread, with rusqlite on the same database file (the same SQL, its
-//!   statements prepared once, the same `journal_mode = WAL` and `synchronous = FULL`).
+//! - through the host's own [`Db`] and the committer's own calls (`records::find`,
+//!   `records::apply`, `notifications::take_seqs`, `notifications::append`) on the writers'
+//!   connection, kept from one transaction to the next as the committer keeps it: sqlx's
+//!   `Any` driver, each statement a round trip to the connection's worker thread; and
+//! - on the calling thread, with rusqlite on the same database file (the SQL those calls run,
+//!   its statements prepared once, the same `journal_mode = WAL` and `synchronous = FULL`).
+//!
+//! At the end it checks that every create left a record, a log entry and an offset.
 //!
 //! Each round reports transactions a second, wall-clock time, the process's CPU time and its
 //! threads' context switches per transaction. The rounds alternate, so the machine's noise
@@ -18,19 +21,26 @@
 
 use std::time::Instant;
 
-use host::db::{Db, records};
+use host::db::Db;
+use host::db::notifications::{self, LoggedNotification};
+use host::db::records::{self, Condition, Op, Query, Value, Write};
 use integration_tests::TempDir;
 use sqlx::Any;
 use sqlx::pool::PoolConnection;
 
-/// The plugin's name check, as the settle asks it again.
+// The SQL the host's functions run for these (`RUST_LOG=sqlx::query=debug` shows it): the
+// rusqlite side runs the same text, the sqlx side calls the functions themselves.
+/// `records::find` for the plugin's name check (`Query::new(DEPARTMENT).eq("name", name)`).
 const FIND: &str = "SELECT record_type, id, data, version, created_at, updated_at FROM records \
-                    WHERE record_type = 'DEPARTMENT' AND json_extract(data, '$.name') = $1 LIMIT 1";
+                    WHERE record_type = 'DEPARTMENT' AND json_extract(data, '$.name') = $1 ORDER BY id ASC";
+/// `records::apply` of a new record.
 const INSERT: &str = "INSERT INTO records (record_type, id, data, version, created_at, updated_at) \
-                      VALUES ('DEPARTMENT', $1, $2, 1, $3, $3) ON CONFLICT (record_type, id) DO NOTHING";
+                      VALUES ($1, $2, $3, 1, $4, $4) ON CONFLICT (record_type, id) DO NOTHING";
+/// `notifications::take_seqs`.
 const TAKE_SEQ: &str = "UPDATE counters SET value = value + $1 WHERE name = 'notification_seq' RETURNING value";
+/// `notifications::append` of one entry.
 const LOG: &str = "INSERT INTO notification_log (seq, event, record_type, payload, targets, exclude_socket, created_at) \
-                   VALUES ($1, 'NEW_RECORD', 'DEPARTMENT', $2, '[\"all\"]', NULL, $3)";
+                   VALUES ($1, $2, $3, $4, $5, $6, $7)";
 const NOW: &str = "2026-12-08T00:00:00.000Z";
 
 fn main() {
@@ -70,6 +80,13 @@ fn main() {
         }
         start.report(&format!("round {round}: on the calling thread       "), transactions);
     }
+
+    // Both sides did the whole of each create: a record, a log entry and an offset apiece.
+    let count = |sql: &'static str| runtime.block_on(sqlx::query_scalar::<_, i64>(sql).fetch_one(&db.pool)).unwrap();
+    let created = i64::try_from(next).unwrap();
+    assert_eq!(count("SELECT COUNT(*) FROM records WHERE record_type = 'DEPARTMENT'"), created);
+    assert_eq!(count("SELECT COUNT(*) FROM notification_log"), created);
+    assert_eq!(count("SELECT value FROM counters WHERE name = 'notification_seq'"), created);
 }
 
 struct Department {
@@ -84,25 +101,57 @@ impl Department {
         let data = serde_json::json!({ "name": name, "description": "created by the bench" }).to_string();
         Department { id: format!("bench-{n:012}"), name, data }
     }
+
+    /// Its `NEW_RECORD`, as the committer logs it at offset `seq`.
+    fn notification(&self, seq: i64) -> LoggedNotification {
+        LoggedNotification {
+            seq,
+            event: "NEW_RECORD".into(),
+            record_type: "DEPARTMENT".into(),
+            payload: self.data.clone(),
+            targets: r#"["all"]"#.into(),
+            exclude_socket: None,
+            created_at: NOW.into(),
+        }
+    }
 }
 
+/// The committer's calls for one create, on the writers' connection `kept` from the last one.
 async fn through_sqlx(db: &Db, kept: Option<PoolConnection<Any>>, d: &Department) -> PoolConnection<Any> {
     let mut tx = db.begin_write_on(kept).await.unwrap();
-    let found = sqlx::query(FIND).bind(&d.name).fetch_optional(&mut *tx).await.unwrap();
-    assert!(found.is_none(), "every name is new");
-    sqlx::query(INSERT).bind(&d.id).bind(&d.data).bind(NOW).execute(&mut *tx).await.unwrap();
-    let seq: i64 = sqlx::query_scalar(TAKE_SEQ).bind(1_i64).fetch_one(&mut *tx).await.unwrap();
-    sqlx::query(LOG).bind(seq).bind(&d.data).bind(NOW).execute(&mut *tx).await.unwrap();
+    let name_check = Query {
+        record_type: "DEPARTMENT".into(),
+        conditions: vec![Condition { field: "name".into(), op: Op::Eq, value: Value::Text(d.name.clone()) }],
+        order_by: None,
+        limit: None,
+        after: None,
+    };
+    let found = records::find(&mut tx, db.dialect, &db.elements, &name_check).await.unwrap().unwrap();
+    assert!(found.is_empty(), "every name is new");
+    let write = Write::Upsert {
+        record_type: "DEPARTMENT".into(),
+        id: d.id.clone(),
+        data: d.data.clone(),
+        expected_version: None,
+    };
+    records::apply(&mut tx, &db.elements, &write, NOW).await.unwrap().unwrap();
+    let seq = notifications::take_seqs(&mut tx, 1).await.unwrap();
+    notifications::append(&mut tx, &[d.notification(seq)]).await.unwrap();
     tx.commit_keeping().await.unwrap()
 }
 
+/// The same statements on the calling thread.
 fn on_this_thread(conn: &rusqlite::Connection, d: &Department) {
     let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate).unwrap();
     let found = tx.prepare_cached(FIND).unwrap().exists([&d.name]).unwrap();
     assert!(!found, "every name is new");
-    tx.prepare_cached(INSERT).unwrap().execute(rusqlite::params![d.id, d.data, NOW]).unwrap();
+    tx.prepare_cached(INSERT).unwrap().execute(rusqlite::params!["DEPARTMENT", d.id, d.data, NOW]).unwrap();
     let seq: i64 = tx.prepare_cached(TAKE_SEQ).unwrap().query_row([1_i64], |row| row.get(0)).unwrap();
-    tx.prepare_cached(LOG).unwrap().execute(rusqlite::params![seq, d.data, NOW]).unwrap();
+    let n = d.notification(seq);
+    tx.prepare_cached(LOG)
+        .unwrap()
+        .execute(rusqlite::params![n.seq, n.event, n.record_type, n.payload, n.targets, n.exclude_socket, n.created_at])
+        .unwrap();
     tx.commit().unwrap();
 }
 
